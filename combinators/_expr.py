@@ -1,0 +1,676 @@
+"""The expression tree: frozen nodes and the operators that build them.
+
+Pure data: nothing here imports trio or runs anything.  Every node is a
+frozen attrs class deriving from :class:`Agent`; trees are built with the
+operator dunders and methods below and changed only with ``attrs.evolve``.
+
+Equality, hashing and ``repr`` are structural and *iterative*, so a chain of
+100,000 ``>>`` never meets Python's recursion limit; hashes are computed once
+when a node is built, from its children's cached hashes.
+"""
+
+from __future__ import annotations
+
+import enum
+import inspect
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    ClassVar,
+    Generic,
+    Never,
+    TypeVar,
+    TypeVarTuple,
+    Unpack,
+    final,
+    overload,
+)
+
+import attrs
+from returns.result import Result
+
+from ._exceptions import AgentTypeError, BuildError, Crashed, TimedOut
+from ._types import _E, _E2, _O, _O2, _Err_co, _I, _In_contra, _Out_co, _Ts
+
+if TYPE_CHECKING:
+    from ._retry import Backoff
+
+_K = TypeVar("_K")
+_Ts2 = TypeVarTuple("_Ts2")
+
+
+class Priority(enum.IntEnum):
+    """Order of admission when leaves wait for the same limiter (higher first)."""
+
+    LOW = 0
+    NORMAL = 1
+    HIGH = 2
+    CRITICAL = 3
+
+
+def _check_name(name: object, what: str) -> str:
+    if not isinstance(name, str) or not name:
+        msg = f"{what}: a node name must be a non-empty string, got {name!r}"
+        raise BuildError(msg)
+    if "/" in name:
+        msg = f"{what}: node name {name!r} may not contain '/', which separates node paths"
+        raise BuildError(msg)
+    return name
+
+
+def _require_agent(value: object, role: str, node: Agent[Any, Any, Any] | None) -> None:
+    if not isinstance(value, Agent):
+        where = f" (next to {node.name!r})" if node is not None else ""
+        hint = ""
+        if callable(value):
+            hint = "; wrap a function with agent(), lift() or pure() first"
+        msg = f"{role} must be an Agent, got {type(value).__name__} {value!r}{where}{hint}"
+        raise AgentTypeError(msg)
+
+
+def _structural_hash(node: Agent[Any, Any, Any]) -> int:
+    parts: list[object] = [type(node).__qualname__]
+    for field in attrs.fields(type(node)):
+        if field.name == "_hash":
+            continue
+        value = getattr(node, field.name)
+        if isinstance(value, Agent):
+            parts.append(value._hash)
+            continue
+        if isinstance(value, tuple) and value and isinstance(value[0], Agent):
+            parts.append(tuple(v._hash for v in value))
+            continue
+        try:
+            parts.append(hash(value))
+        except TypeError:
+            # Unhashable payloads (a list given to succeed()) add nothing:
+            # equal trees still hash equal, which is all a hash must do.
+            parts.append(type(value).__qualname__)
+    return hash(tuple(parts))
+
+
+@attrs.frozen(eq=False, repr=False)
+class Agent(Generic[_In_contra, _Out_co, _Err_co]):
+    """A node of the expression tree: ``In -> Result[Out, Err]``, run by ``run``.
+
+    Agents are immutable and hashable; building one never runs anything.
+    Combine them with ``>>`` (sequence), ``|`` (parallel) and the methods
+    below; every combination is again an agent.
+
+    >>> from returns.result import Success
+    >>> from combinators import pure, run_sync
+    >>> double = pure(lambda x: x * 2).named("double")
+    >>> run_sync(double >> double, 3)
+    <Success: 12>
+    """
+
+    label: str | None = attrs.field(default=None, kw_only=True)
+    _hash: int = attrs.field(init=False, default=0)
+
+    #: What a node is called when it has no label (subclasses override).
+    kind: ClassVar[str] = "agent"
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "_hash", _structural_hash(self))
+
+    # -- identity -----------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The node's name: its label, else the function's or combinator's name."""
+        return self.label if self.label is not None else self._default_name()
+
+    def _default_name(self) -> str:
+        return self.kind
+
+    def children(self) -> tuple[Agent[Any, Any, Any], ...]:
+        """The direct sub-agents of this node, in operand order."""
+        out: list[Agent[Any, Any, Any]] = []
+        for field in attrs.fields(type(self)):
+            value = getattr(self, field.name)
+            if isinstance(value, Agent):
+                out.append(value)
+            elif isinstance(value, tuple) and value and isinstance(value[0], Agent):
+                out.extend(value)
+        return tuple(out)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Agent):
+            return NotImplemented
+        stack: list[tuple[Agent[Any, Any, Any], Agent[Any, Any, Any]]] = [(self, other)]
+        while stack:
+            left, right = stack.pop()
+            if left is right:
+                continue
+            if type(left) is not type(right) or left._hash != right._hash:
+                return False
+            for field in attrs.fields(type(left)):
+                a, b = getattr(left, field.name), getattr(right, field.name)
+                if isinstance(a, Agent) and isinstance(b, Agent):
+                    stack.append((a, b))
+                elif (
+                    isinstance(a, tuple)
+                    and isinstance(b, tuple)
+                    and a
+                    and isinstance(a[0], Agent)
+                ):
+                    if len(a) != len(b):
+                        return False
+                    stack.extend(zip(a, b, strict=True))
+                elif a is not b and a != b:
+                    return False
+        return True
+
+    def __ne__(self, other: object) -> bool:
+        result = self.__eq__(other)
+        return result if result is NotImplemented else not result
+
+    def __repr__(self) -> str:
+        # An explicit stack of pending text pieces and nodes keeps deep trees
+        # off Python's recursion limit; output reads like the DSL.
+        pieces: list[str] = []
+        stack: list[object] = [self]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, str):
+                pieces.append(item)
+            else:
+                assert isinstance(item, Agent)
+                stack.extend(reversed(item._repr_parts()))
+        return "".join(pieces)
+
+    def _repr_parts(self) -> list[object]:
+        """Text pieces and child nodes that make up this node's ``repr``."""
+        kids = self.children()
+        parts: list[object] = [f"{self.kind}("]
+        for i, kid in enumerate(kids):
+            if i:
+                parts.append(", ")
+            parts.append(kid)
+        parts.append(")" if self.label is None else f").named({self.label!r})")
+        return parts
+
+    def walk(self) -> Iterator[Agent[Any, Any, Any]]:
+        """Every node of the tree, parents before children (iterative)."""
+        stack: list[Agent[Any, Any, Any]] = [self]
+        while stack:
+            node = stack.pop()
+            yield node
+            stack.extend(reversed(node.children()))
+
+    # -- things that would surprise -----------------------------------------
+
+    def __await__(self) -> Any:
+        msg = f"an Agent is a description, not a coroutine: use `await run({self.name}, x)`"
+        raise TypeError(msg)
+
+    def __bool__(self) -> bool:
+        msg = f"the truth value of agent {self.name!r} is ambiguous: compare or run it instead"
+        raise TypeError(msg)
+
+    def __call__(self, *args: object, **kwargs: object) -> Never:
+        msg = f"agent {self.name!r} is not called directly: use `await run(agent, x)` or run_sync"
+        raise TypeError(msg)
+
+    # -- operators ----------------------------------------------------------
+
+    def __rshift__(self, other: Agent[_Out_co, _O2, _E2]) -> Agent[_In_contra, _O2, _Err_co | _E2]:
+        """``a >> b``: run ``a``, feed its success to ``b`` (see :func:`then`)."""
+        return then(self, other)
+
+    def __rrshift__(self, other: object) -> Never:
+        _require_agent(other, "left operand of >>", self)
+        raise AssertionError  # pragma: no cover - _require_agent raised
+
+    @overload
+    def __or__(  # type: ignore[misc]
+        self: Parallel[_I, Unpack[_Ts], _E], other: Agent[_I, _O2, _E2]
+    ) -> Parallel[_I, Unpack[_Ts], _O2, _E | _E2]: ...
+    @overload
+    def __or__(self: Agent[_I, _O, _E], other: Agent[_I, _O2, _E2]) -> Parallel[_I, _O, _O2, _E | _E2]: ...
+    def __or__(self, other: Agent[Any, Any, Any]) -> Parallel[Any, Unpack[tuple[Any, ...]], Any]:
+        """``a | b``: run both on the same input at once (see :func:`both`).
+
+        A group on the left grows flat: ``a | b | c`` gives a 3-tuple.
+        """
+        return both(self, other)
+
+    def __ror__(self, other: object) -> Never:
+        _require_agent(other, "left operand of |", self)
+        raise AssertionError  # pragma: no cover
+
+    # -- methods ------------------------------------------------------------
+
+    def named(self, name: str) -> Agent[_In_contra, _Out_co, _Err_co]:
+        """The same agent under another name (used in node paths)."""
+        return attrs.evolve(self, label=_check_name(name, f"{self.name}.named()"))
+
+    def transform(self, f: Callable[[_Out_co], _O2]) -> Agent[_In_contra, _O2, _Err_co]:
+        """Map the success value with a plain function."""
+        _require_callable(f, f"{self.name}.transform()")
+        return Transform(self, f)
+
+    def map_error(self, f: Callable[[_Err_co], _E2]) -> Agent[_In_contra, _Out_co, _E2]:
+        """Map the error value with a plain function."""
+        _require_callable(f, f"{self.name}.map_error()")
+        return MapError(self, f)
+
+    def fallback(
+        self: Agent[_I, _O, _E], other: Agent[_I, _O2, _E2]
+    ) -> Agent[_I, _O | _O2, _E2]:
+        """On failure, run ``other`` on the same input; its outcome is the result."""
+        _require_agent(other, f"{self.name}.fallback() argument", self)
+        return Fallback(self, other)
+
+    def recover(self: Agent[_I, _O, _E], f: Callable[[_E], _O2]) -> Agent[_I, _O | _O2, Never]:
+        """On failure, turn the error into a success value."""
+        _require_callable(f, f"{self.name}.recover()")
+        return Recover(self, f)
+
+    def timeout(self, seconds: float) -> Agent[_In_contra, _Out_co, _Err_co | TimedOut]:
+        """Cancel the subtree after ``seconds`` of trio time; fail with ``TimedOut``."""
+        if not isinstance(seconds, int | float) or not seconds > 0:
+            msg = f"{self.name}.timeout(): seconds must be a number > 0, got {seconds!r}"
+            raise BuildError(msg)
+        return Timeout(self, float(seconds))
+
+    def retry(
+        self,
+        times: int,
+        *,
+        backoff: Backoff | None = None,
+        when: Callable[[_Err_co], bool] | None = None,
+        deadline: float | None = None,
+    ) -> Agent[_In_contra, _Out_co, _Err_co]:
+        """Up to ``times`` more attempts after a failure (see :class:`Backoff`).
+
+        ``when`` picks the errors worth retrying; ``deadline`` bounds the
+        whole (trio-time) span of attempts and waits.  An error with a
+        ``retry_after`` attribute waits at least that long.
+        """
+        from ._retry import Backoff
+
+        where = f"{self.name}.retry()"
+        if isinstance(times, bool) or not isinstance(times, int) or times < 0:
+            msg = f"{where}: times must be an int >= 0, got {times!r}"
+            raise BuildError(msg)
+        if backoff is not None and not isinstance(backoff, Backoff):
+            msg = f"{where}: backoff must be a Backoff, got {backoff!r}"
+            raise BuildError(msg)
+        if when is not None:
+            _require_callable(when, where)
+        if deadline is not None and not deadline > 0:
+            msg = f"{where}: deadline must be > 0 seconds, got {deadline!r}"
+            raise BuildError(msg)
+        return Retry(self, times, backoff or Backoff(), when, deadline)
+
+    def limit(self, n: int) -> Agent[_In_contra, _Out_co, _Err_co]:
+        """At most ``n`` leaves of this subtree run at once."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            msg = f"{self.name}.limit(): n must be an int >= 1, got {n!r}"
+            raise BuildError(msg)
+        return Limit(self, n)
+
+    def priority(self, priority: Priority) -> Agent[_In_contra, _Out_co, _Err_co]:
+        """Admission order of this subtree's leaves when they wait on a limiter."""
+        if not isinstance(priority, Priority):
+            msg = f"{self.name}.priority(): expected a Priority, got {priority!r}"
+            raise BuildError(msg)
+        return Prioritized(self, priority)
+
+    def rate(
+        self,
+        calls: float,
+        *,
+        per: float = 1.0,
+        weight: Callable[[Any], float] | None = None,
+    ) -> Agent[_In_contra, _Out_co, _Err_co]:
+        """At most ``calls`` leaf starts per ``per`` seconds (a token bucket).
+
+        ``weight(x)`` lets one call on input ``x`` take several tokens
+        (tokens-per-minute limits of LLM providers).
+        """
+        where = f"{self.name}.rate()"
+        if not isinstance(calls, int | float) or not calls > 0:
+            msg = f"{where}: calls must be > 0, got {calls!r}"
+            raise BuildError(msg)
+        if not isinstance(per, int | float) or not per > 0:
+            msg = f"{where}: per must be > 0 seconds, got {per!r}"
+            raise BuildError(msg)
+        if weight is not None:
+            _require_callable(weight, where)
+        return Rate(self, float(calls), float(per), weight)
+
+
+def _require_callable(f: object, where: str) -> None:
+    if not callable(f):
+        msg = f"{where}: expected a function, got {type(f).__name__} {f!r}"
+        raise AgentTypeError(msg)
+
+
+def _fn_name(fn: object) -> str:
+    name = getattr(fn, "__name__", None)
+    if isinstance(name, str) and name and name != "<lambda>":
+        return name.replace("/", "_")
+    return type(fn).__name__ if not inspect.isfunction(fn) else "lambda"
+
+
+# --------------------------------------------------------------------------
+# Leaves
+
+
+class LeafMode(enum.Enum):
+    """How a leaf's function reports failure."""
+
+    RESULT = "agent"  # async fn returning a Result; exceptions are bugs
+    LIFT = "lift"  # fn returning a value; exceptions become Crashed
+    PURE = "pure"  # sync fn returning a value; exceptions are bugs
+
+
+@final
+@attrs.frozen(eq=False, repr=False)
+class Leaf(Agent[_In_contra, _Out_co, _Err_co]):
+    """A leaf: one function, run by the interpreter."""
+
+    fn: Callable[[Any], Any]
+    mode: LeafMode
+    is_async: bool
+    kind: ClassVar[str] = "leaf"
+
+    def _default_name(self) -> str:
+        return _fn_name(self.fn)
+
+    def _repr_parts(self) -> list[object]:
+        text = f"{self.mode.value}({_fn_name(self.fn)})"
+        if self.label is not None:
+            text += f".named({self.label!r})"
+        return [text]
+
+
+@final
+@attrs.frozen(eq=False, repr=False)
+class Const(Agent[_In_contra, _Out_co, _Err_co]):
+    """A leaf that ignores its input: ``succeed(v)`` or ``fail(e)``."""
+
+    value: Any
+    ok: bool
+    kind: ClassVar[str] = "const"
+
+    def _default_name(self) -> str:
+        return "succeed" if self.ok else "fail"
+
+    def _repr_parts(self) -> list[object]:
+        text = f"{self._default_name()}({self.value!r})"
+        if self.label is not None:
+            text += f".named({self.label!r})"
+        return [text]
+
+
+def _is_async_callable(fn: object) -> bool:
+    if inspect.iscoroutinefunction(fn):
+        return True
+    call = getattr(fn, "__call__", None)  # noqa: B004 - callable objects
+    return call is not None and inspect.iscoroutinefunction(call)
+
+
+@overload
+def agent(fn: Callable[[_I], Awaitable[Result[_O, _E]]], /) -> Agent[_I, _O, _E]: ...
+@overload
+def agent(
+    *, name: str
+) -> Callable[[Callable[[_I], Awaitable[Result[_O, _E]]]], Agent[_I, _O, _E]]: ...
+def agent(fn: Any = None, /, *, name: str | None = None) -> Any:
+    """Make a leaf from ``async def fn(x) -> Result[Out, Err]``.
+
+    An exception raised by ``fn`` is a bug: it propagates out of ``run`` as
+    itself, with the node path added as a note.  Use :func:`lift` for
+    functions whose exceptions are expected.
+
+    >>> from returns.result import Success
+    >>> @agent
+    ... async def parse(text: str) -> Result[int, str]:
+    ...     return Success(int(text))
+    >>> parse.name
+    'parse'
+    """
+    if fn is None:
+        def decorate(f: Any) -> Any:
+            made = agent(f)
+            return made.named(name) if name is not None else made
+
+        return decorate
+    if not callable(fn):
+        msg = f"agent() expects an async function, got {type(fn).__name__} {fn!r}"
+        raise AgentTypeError(msg)
+    if not _is_async_callable(fn):
+        msg = (
+            f"agent() expects an `async def` returning a Result, got the sync "
+            f"function {_fn_name(fn)!r}; use pure() for a plain function "
+            f"or lift() for one that may raise"
+        )
+        raise AgentTypeError(msg)
+    return Leaf(fn, LeafMode.RESULT, True, label=None if name is None else _check_name(name, "agent()"))
+
+
+@overload
+def lift(fn: Callable[[_I], Coroutine[Any, Any, _O]], /) -> Agent[_I, _O, Crashed]: ...
+@overload
+def lift(fn: Callable[[_I], _O], /) -> Agent[_I, _O, Crashed]: ...
+def lift(fn: Callable[[Any], Any], /) -> Agent[Any, Any, Crashed]:
+    """Make a leaf from a function (sync or async) that may raise.
+
+    Its return value is the success value; an ``Exception`` it raises becomes
+    ``Failure(Crashed(exception, path))``.  ``BaseException``\\ s such as
+    ``trio.Cancelled`` pass through untouched.
+    """
+    if not callable(fn):
+        msg = f"lift() expects a function, got {type(fn).__name__} {fn!r}"
+        raise AgentTypeError(msg)
+    return Leaf(fn, LeafMode.LIFT, _is_async_callable(fn))
+
+
+def pure(fn: Callable[[_I], _O], /) -> Agent[_I, _O, Never]:
+    """Make a leaf from a plain function that cannot fail.
+
+    An exception it raises anyway is a bug and propagates out of ``run``.
+    """
+    if not callable(fn):
+        msg = f"pure() expects a function, got {type(fn).__name__} {fn!r}"
+        raise AgentTypeError(msg)
+    if _is_async_callable(fn):
+        msg = f"pure() expects a plain (sync) function, got the async function {_fn_name(fn)!r}; use lift() or agent()"
+        raise AgentTypeError(msg)
+    return Leaf(fn, LeafMode.PURE, False)
+
+
+def succeed(value: _O, /) -> Agent[object, _O, Never]:
+    """An agent that ignores its input and succeeds with ``value``."""
+    return Const(value, True)
+
+
+def fail(error: _E, /) -> Agent[object, Never, _E]:
+    """An agent that ignores its input and fails with ``error``."""
+    return Const(error, False)
+
+
+# --------------------------------------------------------------------------
+# Combinators
+
+
+@final
+@attrs.frozen(eq=False, repr=False)
+class Then(Agent[_In_contra, _Out_co, _Err_co]):
+    """``first >> second``."""
+
+    first: Agent[Any, Any, Any]
+    second: Agent[Any, Any, Any]
+    kind: ClassVar[str] = "seq"
+
+    def _repr_parts(self) -> list[object]:
+        parts: list[object] = ["(", self.first, " >> ", self.second, ")"]
+        if self.label is not None:
+            parts.append(f".named({self.label!r})")
+        return parts
+
+
+@final
+@attrs.frozen(eq=False, repr=False)
+class Parallel(Agent[_In_contra, tuple[Unpack[_Ts]], _Err_co], Generic[_In_contra, Unpack[_Ts], _Err_co]):
+    """``a | b | ...``: a group run at once, fail-fast, outputs as a flat tuple.
+
+    Stored as a persistent list (``prefix`` group plus ``last`` operand) so
+    that growing a group by one operand costs O(1), not a copy.
+    """
+
+    prefix: Parallel[Any, Unpack[tuple[Any, ...]], Any] | Agent[Any, Any, Any]
+    last: Agent[Any, Any, Any]
+    size: int
+    kind: ClassVar[str] = "par"
+
+    @property
+    def operands(self) -> tuple[Agent[Any, Any, Any], ...]:
+        """The operands in order (the flat group)."""
+        out: list[Agent[Any, Any, Any]] = []
+        node: Agent[Any, Any, Any] = self
+        for _ in range(self.size - 1):
+            assert isinstance(node, Parallel)
+            out.append(node.last)
+            node = node.prefix
+        out.append(node)
+        out.reverse()
+        return tuple(out)
+
+    def children(self) -> tuple[Agent[Any, Any, Any], ...]:
+        return self.operands
+
+    def _repr_parts(self) -> list[object]:
+        parts: list[object] = ["("]
+        for i, kid in enumerate(self.operands):
+            if i:
+                parts.append(" | ")
+            parts.append(kid)
+        parts.append(")" if self.label is None else f").named({self.label!r})")
+        return parts
+
+
+def then(first: Agent[_I, _O, _E], second: Agent[_O, _O2, _E2]) -> Agent[_I, _O2, _E | _E2]:
+    """Sequence: run ``first``; on success run ``second`` on its value.
+
+    A failure of ``first`` is the result and ``second`` never runs.
+    """
+    _require_agent(first, "left operand of >>", None)
+    _require_agent(second, "right operand of >>", first)
+    return Then(first, second)
+
+
+def both(first: Agent[_I, _O, _E], second: Agent[_I, _O2, _E2]) -> Parallel[_I, Unpack[tuple[Any, ...]], Any]:
+    """Parallel group of two operands, or ``first``'s group grown by one.
+
+    Fail-fast: the earliest failure (in trio time) cancels the others and is
+    the result.  The public, precisely typed spelling is ``first | second``.
+    """
+    _require_agent(first, "left operand of |", None)
+    _require_agent(second, "right operand of |", first)
+    if isinstance(first, Parallel) and first.label is None:
+        return Parallel(first, second, first.size + 1)
+    return Parallel(first, second, 2)
+
+
+@final
+@attrs.frozen(eq=False, repr=False)
+class Transform(Agent[_In_contra, _Out_co, _Err_co]):
+    """``inner.transform(f)``."""
+
+    inner: Agent[Any, Any, Any]
+    f: Callable[[Any], Any]
+    kind: ClassVar[str] = "transform"
+
+
+@final
+@attrs.frozen(eq=False, repr=False)
+class MapError(Agent[_In_contra, _Out_co, _Err_co]):
+    """``inner.map_error(f)``."""
+
+    inner: Agent[Any, Any, Any]
+    f: Callable[[Any], Any]
+    kind: ClassVar[str] = "map_error"
+
+
+@final
+@attrs.frozen(eq=False, repr=False)
+class Fallback(Agent[_In_contra, _Out_co, _Err_co]):
+    """``primary.fallback(backup)``."""
+
+    primary: Agent[Any, Any, Any]
+    backup: Agent[Any, Any, Any]
+    kind: ClassVar[str] = "fallback"
+
+
+@final
+@attrs.frozen(eq=False, repr=False)
+class Recover(Agent[_In_contra, _Out_co, _Err_co]):
+    """``inner.recover(f)``."""
+
+    inner: Agent[Any, Any, Any]
+    f: Callable[[Any], Any]
+    kind: ClassVar[str] = "recover"
+
+
+@final
+@attrs.frozen(eq=False, repr=False)
+class Timeout(Agent[_In_contra, _Out_co, _Err_co]):
+    """``inner.timeout(seconds)``."""
+
+    inner: Agent[Any, Any, Any]
+    seconds: float
+    kind: ClassVar[str] = "timeout"
+
+
+@final
+@attrs.frozen(eq=False, repr=False)
+class Retry(Agent[_In_contra, _Out_co, _Err_co]):
+    """``inner.retry(times, ...)``."""
+
+    inner: Agent[Any, Any, Any]
+    times: int
+    backoff: Backoff
+    when: Callable[[Any], bool] | None
+    deadline: float | None
+    kind: ClassVar[str] = "retry"
+
+
+@final
+@attrs.frozen(eq=False, repr=False)
+class Limit(Agent[_In_contra, _Out_co, _Err_co]):
+    """``inner.limit(n)``."""
+
+    inner: Agent[Any, Any, Any]
+    n: int
+    kind: ClassVar[str] = "limit"
+
+
+@final
+@attrs.frozen(eq=False, repr=False)
+class Prioritized(Agent[_In_contra, _Out_co, _Err_co]):
+    """``inner.priority(p)``."""
+
+    inner: Agent[Any, Any, Any]
+    value: Priority
+    kind: ClassVar[str] = "priority"
+
+
+@final
+@attrs.frozen(eq=False, repr=False)
+class Rate(Agent[_In_contra, _Out_co, _Err_co]):
+    """``inner.rate(calls, per=..., weight=...)``."""
+
+    inner: Agent[Any, Any, Any]
+    calls: float
+    per: float
+    weight: Callable[[Any], float] | None
+    kind: ClassVar[str] = "rate"
+

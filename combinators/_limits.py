@@ -1,0 +1,141 @@
+"""Admission control on trio primitives: a priority limiter and a start-rate window.
+
+:class:`PriorityLimiter` is a capacity limiter whose waiters are admitted by
+priority, then first come.  A slot freed by ``release`` is handed directly to
+the chosen waiter before it is woken, so nothing is admitted twice and no
+wake-up is lost; a waiter that is cancelled simply leaves the queue.
+
+**Aging** keeps low priorities from starving: a waiter gains one priority
+level for every ``aging`` admissions made while it waits (default 64).  A
+LOW waiter behind an endless stream of CRITICAL work is therefore admitted
+after at most ``3 * aging`` admissions.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable
+from typing import Any, Final
+
+import attrs
+import trio
+
+from ._expr import Priority
+
+DEFAULT_AGING: Final = 64
+
+
+@attrs.define(eq=False)
+class _Waiter:
+    task: trio.lowlevel.Task
+    level: int
+    enqueued_at: int
+    active: bool = True
+
+
+class PriorityLimiter:
+    """A capacity limiter with priority admission and aging (see module docs)."""
+
+    def __init__(self, total: int, *, aging: int = DEFAULT_AGING) -> None:
+        if total < 1:
+            msg = f"PriorityLimiter total must be >= 1, got {total}"
+            raise ValueError(msg)
+        self.total: Final = total
+        self.aging: Final = aging
+        self.borrowed = 0
+        self.admissions = 0
+        self.waiting = 0
+        self._queues: tuple[collections.deque[_Waiter], ...] = tuple(
+            collections.deque() for _ in Priority
+        )
+
+    def __repr__(self) -> str:
+        return f"<PriorityLimiter {self.borrowed}/{self.total} busy, {self.waiting} waiting>"
+
+    def try_acquire(self) -> bool:
+        """Take a slot now if one is free and nobody is queued for it."""
+        if self.borrowed < self.total and not self.waiting:
+            self.borrowed += 1
+            self.admissions += 1
+            return True
+        return False
+
+    async def acquire(self, priority: Priority = Priority.NORMAL) -> None:
+        """Wait for a slot; higher priority first, then first come."""
+        if self.try_acquire():
+            await trio.lowlevel.checkpoint_if_cancelled()
+            return
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if self.try_acquire():
+            return
+        waiter = _Waiter(trio.lowlevel.current_task(), int(priority), self.admissions)
+        self._queues[waiter.level].append(waiter)
+        self.waiting += 1
+
+        def abort(_: Callable[[], Any]) -> trio.lowlevel.Abort:
+            waiter.active = False
+            self.waiting -= 1
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+
+    def release(self) -> None:
+        """Give the slot back, or hand it to the next waiter."""
+        waiter = self._next_waiter()
+        if waiter is None:
+            self.borrowed -= 1
+            return
+        waiter.active = False
+        self.waiting -= 1
+        self.admissions += 1
+        trio.lowlevel.reschedule(waiter.task)
+
+    def _next_waiter(self) -> _Waiter | None:
+        best: _Waiter | None = None
+        best_rank = -1
+        for queue in self._queues:
+            while queue and not queue[0].active:
+                queue.popleft()
+            if not queue:
+                continue
+            head = queue[0]
+            rank = head.level + (self.admissions - head.enqueued_at) // self.aging
+            # Ties go to the earlier arrival (smaller enqueued_at).
+            if best is None or rank > best_rank or (
+                rank == best_rank and head.enqueued_at < best.enqueued_at
+            ):
+                best, best_rank = head, rank
+        if best is not None:
+            self._queues[best.level].popleft()
+        return best
+
+
+class StartWindow:
+    """At most ``calls`` weight of starts in any ``per``-second window of trio time.
+
+    A sliding log, not a refilling bucket: a bucket that starts full lets
+    ``2 * calls`` starts through in the first window, which is exactly the
+    burst that earns an HTTP 429.  Waiters are served first come (trio's
+    ``Lock`` is fair).
+    """
+
+    def __init__(self, calls: float, per: float) -> None:
+        self.calls: Final = calls
+        self.per: Final = per
+        self._log: collections.deque[tuple[float, float]] = collections.deque()
+        self._used = 0.0
+        self._lock = trio.Lock()
+
+    async def take(self, weight: float = 1.0) -> None:
+        """Wait until a start of ``weight`` fits in the window, then record it."""
+        async with self._lock:
+            while True:
+                now = trio.current_time()
+                while self._log and self._log[0][0] + self.per <= now:
+                    self._used -= self._log.popleft()[1]
+                # A start heavier than the whole window goes alone.
+                if not self._log or self._used + weight <= self.calls + 1e-9:
+                    self._log.append((now, weight))
+                    self._used += weight
+                    return
+                await trio.sleep_until(self._log[0][0] + self.per)

@@ -1,0 +1,103 @@
+"""Compiling a tree into runners: the registry every node kind plugs into.
+
+A *runner* is ``async (x, path) -> Result``: the compiled form of one node
+at one place in the tree, given its input and its own node path.  A tree is
+compiled once per ``run`` (limiters and rate windows belong to a run), each
+node kind by the function registered for its class with :func:`compiles`.
+
+Compile-time context that flows down the tree (limiters in force, priority,
+rate windows) is an :class:`Env`; per-run services (observer, extra leaf
+layers such as a journal) live on the :class:`Compiler`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import attrs
+
+from ._expr import Agent, Leaf, Priority
+from ._types import Runner
+
+if TYPE_CHECKING:
+    from ._limits import PriorityLimiter, StartWindow
+    from ._observe import Observer
+
+_N = TypeVar("_N", bound=Agent[Any, Any, Any])
+
+CompileFn = Callable[["Compiler", Any, "Env"], Runner]
+#: Wraps a compiled leaf runner (journal, executors): (compiler, leaf, env, runner) -> runner.
+LeafLayer = Callable[["Compiler", Leaf[Any, Any, Any], "Env", Runner], Runner]
+
+_REGISTRY: dict[type[Any], CompileFn] = {}
+
+
+def compiles(kind: type[_N]) -> Callable[[Callable[[Compiler, _N, Env], Runner]], Callable[[Compiler, _N, Env], Runner]]:
+    """Register the compile function for a node class."""
+
+    def register(fn: Callable[[Compiler, _N, Env], Runner]) -> Callable[[Compiler, _N, Env], Runner]:
+        _REGISTRY[kind] = fn
+        return fn
+
+    return register
+
+
+@attrs.frozen
+class Env:
+    """What a node inherits from its ancestors at compile time."""
+
+    limiters: tuple[PriorityLimiter, ...] = ()
+    priority: Priority = Priority.NORMAL
+    windows: tuple[tuple[StartWindow, Callable[[Any], float] | None], ...] = ()
+    #: Where leaf functions run (None: in the trio task); set by ``.on()``.
+    executor: Any = None
+
+    @property
+    def innermost_capacity(self) -> int | None:
+        """The smallest capacity in force, which bounds useful fan-out width."""
+        if not self.limiters:
+            return None
+        return min(lim.total for lim in self.limiters)
+
+
+class Compiler:
+    """Compiles the nodes of one run; memoises by (node identity, env)."""
+
+    def __init__(
+        self,
+        *,
+        observer: Observer | None = None,
+        leaf_layers: tuple[LeafLayer, ...] = (),
+    ) -> None:
+        self.observer = observer
+        self.leaf_layers = leaf_layers
+        self._memo: dict[tuple[int, Env], tuple[Agent[Any, Any, Any], Runner]] = {}
+
+    def compile(self, node: Agent[Any, Any, Any], env: Env) -> Runner:
+        """The runner for ``node`` under ``env``."""
+        key = (id(node), env)
+        hit = self._memo.get(key)
+        if hit is not None:
+            return hit[1]
+        fn = _REGISTRY.get(type(node))
+        if fn is None:
+            msg = f"no interpreter rule for node kind {type(node).__name__} ({node.name!r})"
+            raise TypeError(msg)
+        runner = fn(self, node, env)
+        if self.observer is not None and not getattr(runner, "_observed", False):
+            from ._observe import observed
+
+            runner = observed(self.observer, node, runner)
+        # Keep the node alive so its id() is not reused within this run.
+        self._memo[key] = (node, runner)
+        return runner
+
+
+def segments(children: tuple[Agent[Any, Any, Any], ...]) -> tuple[str, ...]:
+    """Path suffixes (``"/name"``) for siblings, indexed where names repeat."""
+    names = [c.name for c in children]
+    seen: dict[str, int] = {}
+    for n in names:
+        seen[n] = seen.get(n, 0) + 1
+    return tuple(f"/{n}[{i}]" if seen[n] > 1 else f"/{n}" for i, n in enumerate(names))

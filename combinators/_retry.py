@@ -1,0 +1,77 @@
+"""Backoff policy for ``.retry()``: exponential, capped, optionally jittered.
+
+Pure data and arithmetic; the waiting itself happens in the interpreter on
+trio's clock.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Protocol, runtime_checkable
+
+import attrs
+
+from ._exceptions import BuildError
+
+
+@runtime_checkable
+class RetryAfter(Protocol):
+    """An error value carrying a server's hint: wait at least this many seconds."""
+
+    @property
+    def retry_after(self) -> float | None: ...
+
+
+def _positive(name: str, allow_zero: bool = True):  # type: ignore[no-untyped-def]
+    def check(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+        ok = value >= 0 if allow_zero else value > 0
+        if not isinstance(value, int | float) or not ok:
+            bound = ">= 0" if allow_zero else "> 0"
+            msg = f"Backoff.{name} must be a number {bound}, got {value!r}"
+            raise BuildError(msg)
+
+    return check
+
+
+@attrs.frozen
+class Backoff:
+    """Delay before retry ``k`` (1-based): ``min(cap, base * factor**(k-1))``.
+
+    With ``jitter`` in ``(0, 1]`` the delay is drawn uniformly from
+    ``[delay * (1 - jitter), delay]`` (so it never exceeds the cap), using a
+    ``random.Random(seed)`` per run so a seeded run repeats exactly.
+
+    >>> Backoff(base=1, factor=2, cap=5).delay(4)
+    5.0
+    """
+
+    base: float = attrs.field(default=0.1, validator=_positive("base"))
+    factor: float = attrs.field(default=2.0, validator=_positive("factor", allow_zero=False))
+    cap: float = attrs.field(default=30.0, validator=_positive("cap"))
+    jitter: float = attrs.field(default=0.0, validator=_positive("jitter"))
+    seed: int | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if self.jitter > 1:
+            msg = f"Backoff.jitter is a fraction in [0, 1], got {self.jitter!r}"
+            raise BuildError(msg)
+
+    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait before retry number ``attempt`` (1 = first retry)."""
+        raw = self.base * self.factor ** (attempt - 1) if self.base else 0.0
+        delay = float(min(self.cap, raw))
+        if self.jitter and rng is not None:
+            delay -= delay * self.jitter * rng.random()
+        return delay
+
+    def rng(self) -> random.Random:
+        """A fresh random source for one run (seeded when ``seed`` is set)."""
+        return random.Random(self.seed)
+
+
+def hinted_delay(error: object) -> float:
+    """The ``retry_after`` an error value asks for, or 0."""
+    hint = getattr(error, "retry_after", None)
+    if isinstance(hint, int | float) and not isinstance(hint, bool) and hint > 0:
+        return float(hint)
+    return 0.0

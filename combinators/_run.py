@@ -1,0 +1,528 @@
+"""The interpreter: ``run``/``run_sync`` and the rules for the core node kinds.
+
+This is the only place that runs trees.  Each concurrency node maps onto a
+trio nursery and its cancel scope:
+
+* ``a | b`` opens one nursery; the first failure (in trio time) cancels the
+  nursery's scope, so siblings stop at their next checkpoint.
+* ``.timeout(s)`` is a ``trio.move_on_after(s)`` scope around the subtree.
+
+Sequences (``>>``, ``transform``, ``map_error``, ``recover``, ``fallback``
+along a left spine) are flattened into one list of steps walked by a loop,
+so a chain of 100,000 steps uses neither Python recursion nor a task per
+step.  Only ``Exception`` is ever caught for conversion (``lift``);
+``trio.Cancelled`` and every other ``BaseException`` pass through.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, Final, TypeVar
+
+import attrs
+import trio
+from returns.result import Failure, Result, Success
+
+from ._exceptions import Crashed, TimedOut
+from ._expr import (
+    Agent,
+    Const,
+    Fallback,
+    Leaf,
+    LeafMode,
+    Limit,
+    MapError,
+    Parallel,
+    Prioritized,
+    Rate,
+    Recover,
+    Retry,
+    Then,
+    Timeout,
+    Transform,
+    _fn_name,
+)
+from ._limits import PriorityLimiter, StartWindow
+from ._observe import EventKind, Observer, emit
+from ._plan import Compiler, Env, LeafLayer, compiles, segments
+from ._types import Runner
+
+_I = TypeVar("_I")
+_O = TypeVar("_O")
+_E = TypeVar("_E")
+
+
+# --------------------------------------------------------------------------
+# Public entry points
+
+
+async def run(
+    agent: Agent[_I, _O, _E],
+    x: _I,
+    *,
+    max_concurrency: int | None = None,
+    observer: Observer | None = None,
+) -> Result[_O, _E]:
+    """Run ``agent`` on ``x`` inside trio and give its ``Result``.
+
+    No task outlives this call.  ``max_concurrency`` bounds how many leaves
+    run at once in the whole run; ``observer`` receives every event.
+    Exceptions raised by ``agent``/``pure`` functions propagate as
+    themselves with the node path as a note.
+
+    >>> from combinators import pure
+    >>> import trio
+    >>> trio.run(run, pure(str.upper), "hi")
+    <Success: HI>
+    """
+    runner = compile_tree(agent, max_concurrency=max_concurrency, observer=observer)
+    return await runner(x, agent.name)
+
+
+def run_sync(
+    agent: Agent[_I, _O, _E],
+    x: _I,
+    *,
+    max_concurrency: int | None = None,
+    observer: Observer | None = None,
+    clock: trio.abc.Clock | None = None,
+) -> Result[_O, _E]:
+    """Start trio, run ``agent`` on ``x``, and give its ``Result``."""
+    return trio.run(
+        functools.partial(run, agent, x, max_concurrency=max_concurrency, observer=observer),
+        clock=clock,
+    )
+
+
+def compile_tree(
+    agent: Agent[Any, Any, Any],
+    *,
+    max_concurrency: int | None = None,
+    observer: Observer | None = None,
+    leaf_layers: tuple[LeafLayer, ...] = (),
+) -> Runner:
+    """Compile a tree for one run (limiters are created here, one per run)."""
+    if not isinstance(agent, Agent):
+        msg = f"run() expects an Agent, got {type(agent).__name__} {agent!r}"
+        raise TypeError(msg)
+    if max_concurrency is not None and (
+        isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1
+    ):
+        msg = f"max_concurrency must be an int >= 1, got {max_concurrency!r}"
+        raise ValueError(msg)
+    env = Env(limiters=(PriorityLimiter(max_concurrency),) if max_concurrency else ())
+    return Compiler(observer=observer, leaf_layers=leaf_layers).compile(agent, env)
+
+
+def _note(exc: BaseException, path: str) -> None:
+    text = f"combinators: raised in node {path!r}"
+    notes = getattr(exc, "__notes__", ())
+    if not any(n.startswith("combinators: raised in node") for n in notes):
+        exc.add_note(text)
+
+
+# --------------------------------------------------------------------------
+# Leaves
+
+
+def _base_leaf_runner(leaf: Leaf[Any, Any, Any]) -> Runner:
+    fn = leaf.fn
+    name = leaf.name
+    if leaf.mode is LeafMode.RESULT:
+
+        async def run_agent(x: Any, path: str) -> Result[Any, Any]:
+            try:
+                result = await fn(x)
+            except Exception as exc:
+                _note(exc, path)
+                raise
+            if not isinstance(result, Result):
+                msg = (
+                    f"agent {name!r} at {path!r} returned {type(result).__name__} "
+                    f"{result!r}; an agent function must return Success(...) or Failure(...)"
+                )
+                raise TypeError(msg)
+            return result
+
+        return run_agent
+    if leaf.mode is LeafMode.LIFT:
+        is_async = leaf.is_async
+
+        async def run_lift(x: Any, path: str) -> Result[Any, Any]:
+            try:
+                value = (await fn(x)) if is_async else fn(x)
+            except Exception as exc:
+                return Failure(Crashed(exc, path))
+            if not is_async:
+                await trio.lowlevel.checkpoint()
+            return Success(value)
+
+        return run_lift
+
+    async def run_pure(x: Any, path: str) -> Result[Any, Any]:
+        try:
+            value = fn(x)
+        except Exception as exc:
+            _note(exc, path)
+            raise
+        return Success(value)
+
+    return run_pure
+
+
+@compiles(Leaf)
+def _compile_leaf(c: Compiler, leaf: Leaf[Any, Any, Any], env: Env) -> Runner:
+    runner = _base_leaf_runner(leaf)
+    for layer in c.leaf_layers:
+        runner = layer(c, leaf, env, runner)
+    if env.limiters:
+        runner = _limited(runner, env.limiters, env.priority)
+    if env.windows:
+        runner = _rated(runner, env.windows)
+    return runner
+
+
+def _limited(runner: Runner, limiters: tuple[PriorityLimiter, ...], priority: Any) -> Runner:
+    if len(limiters) == 1:
+        (limiter,) = limiters
+
+        async def run_limited_one(x: Any, path: str) -> Result[Any, Any]:
+            await limiter.acquire(priority)
+            try:
+                return await runner(x, path)
+            finally:
+                limiter.release()
+
+        return run_limited_one
+
+    async def run_limited(x: Any, path: str) -> Result[Any, Any]:
+        taken: list[PriorityLimiter] = []
+        try:
+            # Outer limiters first: a fixed order along tree paths, so two
+            # leaves never wait on each other's slots in a cycle.
+            for limiter in limiters:
+                await limiter.acquire(priority)
+                taken.append(limiter)
+            return await runner(x, path)
+        finally:
+            for limiter in reversed(taken):
+                limiter.release()
+
+    return run_limited
+
+
+def _rated(runner: Runner, windows: tuple[tuple[StartWindow, Callable[[Any], float] | None], ...]) -> Runner:
+    async def run_rated(x: Any, path: str) -> Result[Any, Any]:
+        for window, weight in windows:
+            await window.take(1.0 if weight is None else float(weight(x)))
+        return await runner(x, path)
+
+    return run_rated
+
+
+@compiles(Const)
+def _compile_const(c: Compiler, node: Const[Any, Any, Any], env: Env) -> Runner:
+    outcome: Result[Any, Any] = Success(node.value) if node.ok else Failure(node.value)
+
+    async def run_const(x: Any, path: str) -> Result[Any, Any]:
+        await trio.lowlevel.checkpoint()
+        return outcome
+
+    return run_const
+
+
+# --------------------------------------------------------------------------
+# Chains: >>, transform, map_error, recover, fallback
+
+_CALL: Final = 0
+_MAP: Final = 1
+_MAP_ERROR: Final = 2
+_RECOVER: Final = 3
+_FALLBACK: Final = 4
+_HANDLERS: Final = frozenset({_MAP_ERROR, _RECOVER, _FALLBACK})
+_CHAIN_KINDS: Final = (Then, Transform, MapError, Recover, Fallback)
+
+
+class _Right:
+    """Marks the right operand of ``>>`` while flattening."""
+
+    __slots__ = ("node",)
+
+    def __init__(self, node: Agent[Any, Any, Any]) -> None:
+        self.node = node
+
+
+def _has_handler(root: Agent[Any, Any, Any]) -> dict[int, bool]:
+    """For every unnamed chain node under ``root``: does its flat list hold a handler?"""
+    memo: dict[int, bool] = {}
+    stack: list[tuple[Agent[Any, Any, Any], bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        if id(node) in memo:
+            continue
+        if not isinstance(node, _CHAIN_KINDS) or (node is not root and node.label is not None):
+            memo[id(node)] = False
+            continue
+        kids = node.children()
+        if not done:
+            stack.append((node, True))
+            stack.extend((k, False) for k in kids)
+            continue
+        own = isinstance(node, MapError | Recover | Fallback)
+        memo[id(node)] = own or any(memo.get(id(k), False) for k in kids)
+    return memo
+
+
+def _flatten(root: Agent[Any, Any, Any]) -> list[tuple[int, Any]]:
+    """The chain under ``root`` as ``(op, payload)`` steps, left to right."""
+    handler = _has_handler(root)
+    out: list[tuple[int, Any]] = []
+    stack: list[Any] = [root]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, tuple):
+            out.append(item)
+            continue
+        if isinstance(item, _Right):
+            node = item.node
+            if handler.get(id(node), False):
+                # A handler's scope is everything before it in the list, so a
+                # right operand holding one must stay a single step.
+                out.append((_CALL, node))
+            else:
+                stack.append(node)
+            continue
+        node = item
+        if not isinstance(node, _CHAIN_KINDS) or (node is not root and node.label is not None):
+            out.append((_CALL, node))
+            continue
+        match node:
+            case Then(first, second):
+                stack.append(_Right(second))
+                stack.append(first)
+            case Transform(inner, f):
+                stack.append((_MAP, f))
+                stack.append(inner)
+            case MapError(inner, f):
+                stack.append((_MAP_ERROR, f))
+                stack.append(inner)
+            case Recover(inner, f):
+                stack.append((_RECOVER, f))
+                stack.append(inner)
+            case Fallback(primary, backup):
+                stack.append((_FALLBACK, backup))
+                stack.append(primary)
+    return out
+
+
+def _fn_note(exc: BaseException, what: str, f: Any, path: str) -> None:
+    exc.add_note(f"combinators: raised by the {what} function {_fn_name(f)!r} of node {path!r}")
+
+
+_OP_NAMES: Final = {_MAP: "transform", _MAP_ERROR: "map_error", _RECOVER: "recover"}
+
+
+def _compile_chain(c: Compiler, root: Agent[Any, Any, Any], env: Env) -> Runner:
+    flat = _flatten(root)
+    called = tuple(p for op, p in flat if op in (_CALL, _FALLBACK))
+    segs = iter(segments(called))
+    ops: list[tuple[int, Any, str]] = []
+    for op, payload in flat:
+        if op in (_CALL, _FALLBACK):
+            ops.append((op, c.compile(payload, env), next(segs)))
+        else:
+            ops.append((op, payload, ""))
+    steps = tuple(ops)
+    n = len(steps)
+    # next_handler[i]: index of the first handler at or after i (n if none),
+    # so a failure skips the rest of the chain in one jump.
+    next_handler = [n] * (n + 1)
+    for i in range(n - 1, -1, -1):
+        next_handler[i] = i if steps[i][0] in _HANDLERS else next_handler[i + 1]
+
+    async def run_chain(x0: Any, path: str) -> Result[Any, Any]:
+        x = x0
+        result: Result[Any, Any] | None = None
+        i = 0
+        while i < n:
+            op, payload, seg = steps[i]
+            if op == _CALL:
+                result = await payload(x, path + seg)
+                if isinstance(result, Success):
+                    x = result._inner_value
+                    i += 1
+                else:
+                    i = next_handler[i + 1]
+            elif op == _MAP:
+                try:
+                    x = payload(x)
+                except Exception as exc:
+                    _fn_note(exc, "transform", payload, path)
+                    raise
+                result = None
+                i += 1
+            elif result is None or isinstance(result, Success):
+                i += 1  # a handler on the success path does nothing
+            elif op == _FALLBACK:
+                result = await payload(x0, path + seg)
+                if isinstance(result, Success):
+                    x = result._inner_value
+                    i += 1
+                else:
+                    i = next_handler[i + 1]
+            else:
+                error = result._inner_value
+                try:
+                    mapped = payload(error)
+                except Exception as exc:
+                    _fn_note(exc, _OP_NAMES[op], payload, path)
+                    raise
+                if op == _RECOVER:
+                    x = mapped
+                    result = None
+                    i += 1
+                else:
+                    result = Failure(mapped)
+                    i = next_handler[i + 1]
+        if result is None:
+            return Success(x)
+        return result
+
+    return run_chain
+
+
+for _kind in _CHAIN_KINDS:
+    compiles(_kind)(_compile_chain)
+
+
+# --------------------------------------------------------------------------
+# Parallel
+
+
+@compiles(Parallel)
+def _compile_parallel(c: Compiler, node: Parallel[Any, Any, Any], env: Env) -> Runner:
+    operands = node.operands
+    runners = tuple(c.compile(op, env) for op in operands)
+    segs = segments(operands)
+    return parallel_runner(runners, segs)
+
+
+def parallel_runner(runners: tuple[Runner, ...], segs: tuple[str, ...]) -> Runner:
+    """Run ``runners`` on one input in one nursery, fail-fast, tuple of outputs.
+
+    The first failure cancels the nursery's scope (the siblings stop at their
+    next checkpoint) and is the result.  An unexpected exception cancels the
+    siblings too and is re-raised as itself, not inside an ExceptionGroup.
+    """
+    n = len(runners)
+
+    async def run_parallel(x: Any, path: str) -> Result[Any, Any]:
+        values: list[Any] = [None] * n
+        first_failure: list[Result[Any, Any]] = []
+        crash: list[BaseException] = []
+
+        async with trio.open_nursery() as nursery:
+            scope = nursery.cancel_scope
+
+            async def one(i: int) -> None:
+                try:
+                    result = await runners[i](x, path + segs[i])
+                except Exception as exc:
+                    if not crash:
+                        crash.append(exc)
+                    scope.cancel()
+                    return
+                if isinstance(result, Success):
+                    values[i] = result._inner_value
+                elif not first_failure:
+                    first_failure.append(result)
+                    scope.cancel()
+
+            for i in range(n):
+                nursery.start_soon(one, i)
+        if crash:
+            raise crash[0]
+        if first_failure:
+            return first_failure[0]
+        return Success(tuple(values))
+
+    return run_parallel
+
+
+# --------------------------------------------------------------------------
+# Time and resources
+
+
+@compiles(Timeout)
+def _compile_timeout(c: Compiler, node: Timeout[Any, Any, Any], env: Env) -> Runner:
+    inner = c.compile(node.inner, env)
+    seg = segments((node.inner,))[0]
+    seconds = node.seconds
+
+    async def run_timeout(x: Any, path: str) -> Result[Any, Any]:
+        with trio.move_on_after(seconds):
+            return await inner(x, path + seg)
+        return Failure(TimedOut(path, seconds))
+
+    return run_timeout
+
+
+@compiles(Retry)
+def _compile_retry(c: Compiler, node: Retry[Any, Any, Any], env: Env) -> Runner:
+    from ._retry import hinted_delay
+
+    inner = c.compile(node.inner, env)
+    seg = segments((node.inner,))[0]
+    times, backoff, when, deadline = node.times, node.backoff, node.when, node.deadline
+    rng = backoff.rng()
+    observer = c.observer
+
+    async def run_retry(x: Any, path: str) -> Result[Any, Any]:
+        start = trio.current_time()
+        attempt = 1
+        while True:
+            result = await inner(x, path + seg)
+            if isinstance(result, Success) or attempt > times:
+                return result
+            error = result._inner_value
+            if when is not None and not when(error):
+                return result
+            delay = max(backoff.delay(attempt, rng), hinted_delay(error))
+            if deadline is not None and trio.current_time() + delay - start > deadline:
+                return result
+            emit(observer, EventKind.RETRIED, path, node="retry", attempt=attempt + 1, error=error)
+            await trio.sleep(delay)
+            attempt += 1
+
+    return run_retry
+
+
+@compiles(Limit)
+def _compile_limit(c: Compiler, node: Limit[Any, Any, Any], env: Env) -> Runner:
+    limiter = PriorityLimiter(node.n)
+    inner_env = attrs.evolve(env, limiters=env.limiters + (limiter,))
+    return _passthrough(c.compile(node.inner, inner_env), node)
+
+
+@compiles(Prioritized)
+def _compile_priority(c: Compiler, node: Prioritized[Any, Any, Any], env: Env) -> Runner:
+    inner_env = attrs.evolve(env, priority=node.value)
+    return _passthrough(c.compile(node.inner, inner_env), node)
+
+
+@compiles(Rate)
+def _compile_rate(c: Compiler, node: Rate[Any, Any, Any], env: Env) -> Runner:
+    window = StartWindow(node.calls, node.per)
+    inner_env = attrs.evolve(env, windows=env.windows + ((window, node.weight),))
+    return _passthrough(c.compile(node.inner, inner_env), node)
+
+
+def _passthrough(inner: Runner, node: Agent[Any, Any, Any]) -> Runner:
+    """A wrapper node that only changes compile-time context: one path level."""
+    seg = segments((node.inner,))[0]  # type: ignore[attr-defined]
+
+    async def run_wrapped(x: Any, path: str) -> Result[Any, Any]:
+        return await inner(x, path + seg)
+
+    return run_wrapped
