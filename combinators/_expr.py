@@ -34,6 +34,7 @@ from ._exceptions import AgentTypeError, BuildError, Crashed, TimedOut
 from ._types import _E, _E2, _O, _O2, _Err_co, _I, _In_contra, _Out_co, _Ts
 
 if TYPE_CHECKING:
+    from ._executors import Executor
     from ._retry import Backoff
 
 _K = TypeVar("_K")
@@ -204,17 +205,20 @@ class Agent(Generic[_In_contra, _Out_co, _Err_co]):
 
     # -- things that would surprise -----------------------------------------
 
-    def __await__(self) -> Any:
-        msg = f"an Agent is a description, not a coroutine: use `await run({self.name}, x)`"
-        raise TypeError(msg)
-
     def __bool__(self) -> bool:
         msg = f"the truth value of agent {self.name!r} is ambiguous: compare or run it instead"
         raise TypeError(msg)
 
-    def __call__(self, *args: object, **kwargs: object) -> Never:
-        msg = f"agent {self.name!r} is not called directly: use `await run(agent, x)` or run_sync"
-        raise TypeError(msg)
+    if not TYPE_CHECKING:
+        # Runtime-only, so that mypy also reports `await agent` and `agent(x)`.
+
+        def __await__(self) -> Any:
+            msg = f"an Agent is a description, not a coroutine: use `await run({self.name}, x)`"
+            raise TypeError(msg)
+
+        def __call__(self, *args: object, **kwargs: object) -> Never:
+            msg = f"agent {self.name!r} is not called directly: use `await run(agent, x)` or run_sync"
+            raise TypeError(msg)
 
     # -- operators ----------------------------------------------------------
 
@@ -222,9 +226,6 @@ class Agent(Generic[_In_contra, _Out_co, _Err_co]):
         """``a >> b``: run ``a``, feed its success to ``b`` (see :func:`then`)."""
         return then(self, other)
 
-    def __rrshift__(self, other: object) -> Never:
-        _require_agent(other, "left operand of >>", self)
-        raise AssertionError  # pragma: no cover - _require_agent raised
 
     @overload
     def __or__(  # type: ignore[misc]
@@ -239,9 +240,16 @@ class Agent(Generic[_In_contra, _Out_co, _Err_co]):
         """
         return both(self, other)
 
-    def __ror__(self, other: object) -> Never:
-        _require_agent(other, "left operand of |", self)
-        raise AssertionError  # pragma: no cover
+    if not TYPE_CHECKING:
+        # Runtime-only, so that mypy still reports `function >> agent`.
+
+        def __rrshift__(self, other: object) -> Never:
+            _require_agent(other, "left operand of >>", self)
+            raise AssertionError  # pragma: no cover - _require_agent raised
+
+        def __ror__(self, other: object) -> Never:
+            _require_agent(other, "left operand of |", self)
+            raise AssertionError  # pragma: no cover
 
     # -- methods ------------------------------------------------------------
 
@@ -322,6 +330,16 @@ class Agent(Generic[_In_contra, _Out_co, _Err_co]):
             raise BuildError(msg)
         return Prioritized(self, priority)
 
+    def on(self, executor: Executor) -> Agent[_In_contra, _Out_co, _Err_co]:
+        """Run this subtree's sync leaf functions on ``executor`` (``processes()``, ...).
+
+        Each such function is checked now (a process pool refuses one that
+        does not pickle); async leaves stay in the trio task.
+        """
+        from ._executors import on
+
+        return on(self, executor)
+
     def rate(
         self,
         calls: float,
@@ -344,6 +362,23 @@ class Agent(Generic[_In_contra, _Out_co, _Err_co]):
         if weight is not None:
             _require_callable(weight, where)
         return Rate(self, float(calls), float(per), weight)
+
+    def bind(
+        self,
+        f: Callable[[_Out_co], Agent[_Out_co, _O2, _E2]],
+        *,
+        key: Callable[[_Out_co], str] | None = None,
+    ) -> Agent[_In_contra, _O2, _Err_co | _E2]:
+        """Run this agent, then the agent ``f`` picks for its success value, on that value.
+
+        For choices a static ``switch`` cannot express.  The chosen agent is
+        known only at run time: it is compiled then (once per distinct agent
+        per run), drawings show this node without it, and it runs at the path
+        ``.../bind[<key>]``, keyed by the chosen agent's name or ``key(value)``.
+        """
+        from ._control import make_bind
+
+        return make_bind(self, f, key)
 
 
 def _require_callable(f: object, where: str) -> None:
