@@ -6,9 +6,11 @@ the chosen waiter before it is woken, so nothing is admitted twice and no
 wake-up is lost; a waiter that is cancelled simply leaves the queue.
 
 **Aging** keeps low priorities from starving: a waiter gains one priority
-level for every ``aging`` admissions made while it waits (default 64).  A
-LOW waiter behind an endless stream of CRITICAL work is therefore admitted
-after at most ``3 * aging`` admissions.
+level for every ``aging`` admissions made while it waits (default 64).  So
+no request can be overtaken by work that arrived more than ``3 * aging``
+admissions after it: a LOW waiter under an endless stream of CRITICAL work
+is admitted once the CRITICAL requests that came before that horizon are
+served.
 """
 
 from __future__ import annotations

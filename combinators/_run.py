@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import attrs
 import trio
@@ -48,6 +48,9 @@ from ._observe import EventKind, Observer, emit
 from ._plan import Compiler, Env, LeafLayer, compiles, segments
 from ._types import Runner
 
+if TYPE_CHECKING:
+    from ._journal import Journal
+
 _I = TypeVar("_I")
 _O = TypeVar("_O")
 _E = TypeVar("_E")
@@ -63,19 +66,34 @@ async def run(
     *,
     max_concurrency: int | None = None,
     observer: Observer | None = None,
+    journal: Journal | None = None,
+    run_id: str | None = None,
 ) -> Result[_O, _E]:
     """Run ``agent`` on ``x`` inside trio and give its ``Result``.
 
     No task outlives this call.  ``max_concurrency`` bounds how many leaves
     run at once in the whole run; ``observer`` receives every event.
     Exceptions raised by ``agent``/``pure`` functions propagate as
-    themselves with the node path as a note.
+    themselves with the node path as a note.  With a ``journal`` (and a
+    ``run_id`` to resume by) every leaf's success is recorded before it is
+    used, and a run with the same id answers recorded leaves from the
+    journal (docs/journal.md).
 
     >>> from combinators import pure
     >>> import trio
     >>> trio.run(run, pure(str.upper), "hi")
     <Success: HI>
     """
+    if journal is not None or run_id is not None:
+        from ._journal import run_journaled
+
+        if journal is None:
+            msg = f"run(): run_id={run_id!r} was given without a journal to record it in"
+            raise TypeError(msg)
+        layered = functools.partial(compile_tree, agent, max_concurrency=max_concurrency, observer=observer)
+        return await run_journaled(
+            agent, x, journal=journal, run_id=run_id, compile_tree=lambda ls: layered(leaf_layers=ls)
+        )
     runner = compile_tree(agent, max_concurrency=max_concurrency, observer=observer)
     return await runner(x, agent.name)
 
@@ -87,10 +105,14 @@ def run_sync(
     max_concurrency: int | None = None,
     observer: Observer | None = None,
     clock: trio.abc.Clock | None = None,
+    journal: Journal | None = None,
+    run_id: str | None = None,
 ) -> Result[_O, _E]:
     """Start trio, run ``agent`` on ``x``, and give its ``Result``."""
     return trio.run(
-        functools.partial(run, agent, x, max_concurrency=max_concurrency, observer=observer),
+        functools.partial(
+            run, agent, x, max_concurrency=max_concurrency, observer=observer, journal=journal, run_id=run_id
+        ),
         clock=clock,
     )
 
@@ -174,6 +196,10 @@ def _base_leaf_runner(leaf: Leaf[Any, Any, Any]) -> Runner:
 @compiles(Leaf)
 def _compile_leaf(c: Compiler, leaf: Leaf[Any, Any, Any], env: Env) -> Runner:
     runner = _base_leaf_runner(leaf)
+    if env.executor is not None:
+        from ._executors import executor_leaf_runner
+
+        runner = executor_leaf_runner(env.executor, leaf, runner)
     for layer in c.leaf_layers:
         runner = layer(c, leaf, env, runner)
     if env.limiters:
@@ -489,11 +515,13 @@ def _compile_retry(c: Compiler, node: Retry[Any, Any, Any], env: Env) -> Runner:
             if when is not None and not when(error):
                 return result
             delay = max(backoff.delay(attempt, rng), hinted_delay(error))
-            if deadline is not None and trio.current_time() + delay - start > deadline:
+            if deadline is not None and trio.current_time() + delay - start >= deadline:
                 return result
-            emit(observer, EventKind.RETRIED, path, node="retry", attempt=attempt + 1, error=error)
             await trio.sleep(delay)
             attempt += 1
+            # After the wait, so each ``retried`` event is an attempt that
+            # really starts (a cancel during the wait emits none).
+            emit(observer, EventKind.RETRIED, path, node="retry", attempt=attempt, error=error)
 
     return run_retry
 

@@ -1,0 +1,399 @@
+"""Timeouts, retries, limits, priorities and rate windows (issue 3)."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import attrs
+import pytest
+import trio
+import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from returns.result import Failure, Result, Success
+
+from combinators import (
+    Agent,
+    Backoff,
+    BuildError,
+    EventKind,
+    Priority,
+    PriorityLimiter,
+    Recorder,
+    TimedOut,
+    agent,
+    run,
+)
+from combinators.testing import Calls, fake, run_virtual
+
+# -- timeout ---------------------------------------------------------------------------
+
+
+async def test_timeout_cancels_the_leaf_and_frees_its_slot(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    reached: list[bool] = []
+
+    @agent
+    async def paid_call(x: int) -> Result[int, str]:
+        await trio.sleep(100)
+        reached.append(True)  # the line after the checkpoint never runs
+        return Success(x)
+
+    tree = paid_call.limit(1).timeout(5).named("guarded")
+    start = trio.current_time()
+    result = await run(tree, 1)
+    assert result == Failure(TimedOut("guarded", 5.0))
+    assert trio.current_time() - start == 5
+    assert reached == []
+    # the slot is free again: a second run under the same shape is admitted at once
+    assert await run(tree | fake("quick", delay=1, value=2), 0) == Failure(TimedOut("par/guarded", 5.0))
+
+
+async def test_timeout_returns_result_when_in_time(autojump_clock: trio.testing.MockClock) -> None:
+    assert await run(fake("f", delay=2, value="ok").timeout(2.5), 0) == Success("ok")
+
+
+async def test_timeout_inside_a_group_fails_fast(autojump_clock: trio.testing.MockClock) -> None:
+    calls = Calls()
+    slow = fake("slow", delay=10, value=1, calls=calls)
+    tree = slow.timeout(1).named("t") | slow
+    assert await run(tree, 0) == Failure(TimedOut("par/t", 1.0))
+    assert calls.finished == []
+    assert len(calls.cancelled) == 2
+
+
+# -- retry -----------------------------------------------------------------------------
+
+
+@attrs.define
+class Flaky:
+    """Fails ``failures`` times, then succeeds; records attempt times."""
+
+    failures: int
+    error: Any = "flaky"
+    times: list[float] = attrs.Factory(list)
+
+    def agent(self) -> Agent[int, int, Any]:
+        async def flaky(x: int) -> Result[int, Any]:
+            self.times.append(trio.current_time())
+            await trio.sleep(1)
+            if len(self.times) <= self.failures:
+                return Failure(self.error)
+            return Success(x)
+
+        return agent(flaky)
+
+
+async def test_retry_waits_exponential_backoff(autojump_clock: trio.testing.MockClock) -> None:
+    flaky = Flaky(failures=3)
+    tree = flaky.agent().retry(5, backoff=Backoff(base=1, factor=2, cap=3))
+    start = trio.current_time()
+    assert await run(tree, 7) == Success(7)
+    gaps = [b - a for a, b in zip(flaky.times, flaky.times[1:], strict=False)]
+    # each attempt takes 1s, then waits 1, 2, 3 (capped)
+    assert gaps == [2.0, 3.0, 4.0]
+    assert trio.current_time() - start == 10
+
+
+async def test_retry_gives_up_with_the_last_error(autojump_clock: trio.testing.MockClock) -> None:
+    flaky = Flaky(failures=10)
+    recorder = Recorder()
+    assert await run(flaky.agent().retry(2, backoff=Backoff(base=0)), 0, observer=recorder) == Failure("flaky")
+    assert len(flaky.times) == 3
+    retried = [e for e in recorder.events if e.kind is EventKind.RETRIED]
+    assert [e.attempt for e in retried] == [2, 3]
+    assert [e.error for e in retried] == ["flaky", "flaky"]
+
+
+async def test_retry_predicate_and_deadline(autojump_clock: trio.testing.MockClock) -> None:
+    fatal = Flaky(failures=10, error="fatal")
+    tree = fatal.agent().retry(5, when=lambda e: e != "fatal")
+    assert await run(tree, 0) == Failure("fatal")
+    assert len(fatal.times) == 1
+    slow = Flaky(failures=10)
+    bounded = slow.agent().retry(100, backoff=Backoff(base=1, factor=1), deadline=6)
+    await run(bounded, 0)
+    # attempts start at 0, 2, 4; the next would start at 6 + 1 > 6 after its wait
+    assert slow.times == [0.0 + slow.times[0], 2 + slow.times[0], 4 + slow.times[0]]
+
+
+@attrs.frozen
+class RateLimited:
+    retry_after: float
+
+
+async def test_retry_respects_retry_after_hints(autojump_clock: trio.testing.MockClock) -> None:
+    flaky = Flaky(failures=1, error=RateLimited(retry_after=30))
+    tree = flaky.agent().retry(1, backoff=Backoff(base=1))
+    assert await run(tree, 3) == Success(3)
+    assert flaky.times[1] - flaky.times[0] == 31  # 1s attempt + 30s hint (> 1s backoff)
+
+
+def test_jitter_is_seedable_and_bounded() -> None:
+    backoff = Backoff(base=2, factor=2, cap=10, jitter=0.5, seed=42)
+    first = [backoff.delay(k, rng) for rng in [backoff.rng()] for k in range(1, 6)]
+    second = [backoff.delay(k, rng) for rng in [backoff.rng()] for k in range(1, 6)]
+    assert first == second
+    plain = [Backoff(base=2, factor=2, cap=10).delay(k) for k in range(1, 6)]
+    assert plain == [2, 4, 8, 10, 10]
+    assert all(p / 2 <= j <= p for j, p in zip(first, plain, strict=True))
+    assert first != plain
+
+
+# -- limits --------------------------------------------------------------------------------
+
+
+Group = tuple[int, list[Calls]]  # a limit and the Calls of the leaves under it
+
+
+@st.composite
+def limited_trees(draw: st.DrawFn) -> tuple[Agent[Any, Any, Any], list[Group]]:
+    """Random groups of leaves under random nested limits."""
+    ids = iter(range(1000))
+    groups: list[Group] = []
+
+    def build(depth: int) -> tuple[Agent[Any, Any, Any], list[Calls]]:
+        if depth == 0 or draw(st.integers(0, 3)) == 0:
+            calls = Calls()
+            leaf = fake(f"leaf{next(ids)}", delay=draw(st.integers(1, 4)), value=0, calls=calls)
+            return leaf, [calls]
+        parts = [build(depth - 1) for _ in range(draw(st.integers(2, 5)))]
+        tree: Agent[Any, Any, Any] = parts[0][0]
+        for part, _ in parts[1:]:
+            tree = tree | part
+        every = [c for _, cs in parts for c in cs]
+        if draw(st.booleans()):
+            n = draw(st.integers(1, 4))
+            tree = tree.limit(n)
+            groups.append((n, every))
+        return tree, every
+
+    tree, _ = build(3)
+    return tree, groups
+
+
+@settings(max_examples=60, deadline=None)
+@given(limited_trees(), st.integers(1, 6))
+def test_nested_limits_always_hold(case: tuple[Agent[Any, Any, Any], list[Group]], run_limit: int) -> None:
+    tree, groups = case
+    peaks = [0] * len(groups)
+
+    class Watch(trio.abc.Instrument):
+        def before_task_step(self, task: trio.lowlevel.Task) -> None:
+            for i, (_, calls) in enumerate(groups):
+                peaks[i] = max(peaks[i], sum(c.running for c in calls))
+
+    async def main() -> None:
+        trio.lowlevel.add_instrument(Watch())
+        await run(tree, 0, max_concurrency=run_limit)
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    for i, (n, calls) in enumerate(groups):
+        assert peaks[i] <= n
+        assert peaks[i] <= run_limit
+        # with enough leaves and no tighter limit inside or above, the limit is reached
+        tighter = any(
+            m < n and ({id(c) for c in cs} <= {id(c) for c in calls} or {id(c) for c in calls} <= {id(c) for c in cs})
+            for j, (m, cs) in enumerate(groups)
+            if j != i
+        )
+        total_leaves = sum(1 for node in tree.walk() if not node.children())
+        if len(calls) >= n and total_leaves <= run_limit and not tighter:
+            assert peaks[i] == n
+
+
+async def test_limit_one_over_a_group_turns_max_into_sum(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    group = fake("a", delay=2, value=1) | fake("b", delay=3, value=2) | fake("c", delay=4, value=3)
+    start = trio.current_time()
+    assert await run(group.limit(1), 0) == Success((1, 2, 3))
+    assert trio.current_time() - start == 9
+    start = trio.current_time()
+    assert await run(group, 0, max_concurrency=2) == Success((1, 2, 3))
+    assert trio.current_time() - start in (5, 6)  # depends on which two start first
+
+
+# -- priorities -----------------------------------------------------------------------------
+
+
+async def test_tree_leaves_wait_in_priority_order(autojump_clock: trio.testing.MockClock) -> None:
+    order: list[Priority] = []
+
+    def leaf(level: Priority) -> Agent[Any, Any, Any]:
+        async def body(x: Any) -> Result[Any, Any]:
+            order.append(level)
+            await trio.sleep(1)
+            return Success(level)
+
+        body.__name__ = level.name.lower()
+        return agent(body).priority(level)
+
+    levels = [Priority.LOW, Priority.CRITICAL, Priority.NORMAL, Priority.HIGH, Priority.LOW]
+    tree: Agent[Any, Any, Any] = leaf(levels[0])
+    for level in levels[1:]:
+        tree = tree | leaf(level)
+    assert await run(tree.limit(1), None) == Success(tuple(levels))
+    # the first to arrive finds the slot free; the rest are admitted by priority
+    rest = list(order[1:])
+    assert rest == sorted(rest, reverse=True)
+
+
+async def test_limiter_admits_by_priority_then_arrival(autojump_clock: trio.testing.MockClock) -> None:
+    limiter = PriorityLimiter(1)
+    admitted: list[str] = []
+    rng = random.Random(1234)
+    levels = [rng.choice(list(Priority)) for _ in range(30)]
+
+    async def worker(tag: str, priority: Priority) -> None:
+        await limiter.acquire(priority)
+        admitted.append(tag)
+        await trio.sleep(1)
+        limiter.release()
+
+    async with trio.open_nursery() as nursery:
+        await limiter.acquire()
+        for i, level in enumerate(levels):
+            nursery.start_soon(worker, f"{i:02d}", level)
+            await trio.sleep(0.01)  # arrive one after another
+        limiter.release()
+    expected = sorted((f"{i:02d}" for i in range(30)), key=lambda tag: (-levels[int(tag)], tag))
+    # aging (64 admissions per level) never kicks in with only 30 waiters
+    assert admitted == expected
+
+
+async def test_low_priority_is_not_starved(autojump_clock: trio.testing.MockClock) -> None:
+    limiter = PriorityLimiter(1, aging=4)
+    admitted: list[str] = []
+
+    async def worker(tag: str, priority: Priority) -> None:
+        await limiter.acquire(priority)
+        admitted.append(tag)
+        await trio.sleep(1)
+        limiter.release()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(worker, "crit-first", Priority.CRITICAL)
+        await trio.sleep(0.1)
+        nursery.start_soon(worker, "low", Priority.LOW)
+        for i in range(60):  # a new CRITICAL request every half second, forever
+            await trio.sleep(0.5)
+            nursery.start_soon(worker, f"crit{i}", Priority.CRITICAL)
+    position = admitted.index("low")
+    # LOW gains a level per 4 admissions; CRITICAL work that arrives more than
+    # 3 * 4 admissions after it can no longer overtake it, so it gets in long
+    # before the stream ends (without aging it would be last, at 61)
+    assert 3 <= position <= 30
+    without_aging = PriorityLimiter(1, aging=10**9)
+    assert without_aging.aging > 60  # sanity: with no aging LOW would come last
+
+
+async def test_cancelled_waiter_leaves_the_queue(autojump_clock: trio.testing.MockClock) -> None:
+    limiter = PriorityLimiter(1)
+    got: list[str] = []
+    await limiter.acquire()
+
+    async def waiter(tag: str, scope: trio.CancelScope) -> None:
+        with scope:
+            await limiter.acquire(Priority.HIGH)
+            got.append(tag)
+            limiter.release()
+
+    gone, kept = trio.CancelScope(), trio.CancelScope()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(waiter, "gone", gone)
+        await trio.sleep(0.1)
+        nursery.start_soon(waiter, "kept", kept)
+        await trio.sleep(0.1)
+        assert limiter.waiting == 2
+        gone.cancel()
+        await trio.sleep(0.1)
+        assert limiter.waiting == 1
+        limiter.release()  # must go to "kept", not to the cancelled waiter
+    assert got == ["kept"]
+    assert limiter.borrowed == 0
+
+
+# -- rate -----------------------------------------------------------------------------------
+
+
+async def test_rate_window_spaces_starts(autojump_clock: trio.testing.MockClock) -> None:
+    starts: list[float] = []
+
+    @agent
+    async def call(x: int) -> Result[int, str]:
+        starts.append(trio.current_time())
+        await trio.sleep(0.01)
+        return Success(x)
+
+    tree: Agent[int, Any, str] = call
+    for _ in range(99):
+        tree = tree | call
+    begin = trio.current_time()
+    assert isinstance(await run(tree.rate(10, per=1.0), 0), Success)
+    rel = sorted(t - begin for t in starts)
+    assert len(rel) == 100
+    assert rel[-1] >= 9
+    for i in range(len(rel) - 10):
+        assert rel[i + 10] - rel[i] >= 1.0  # never more than 10 starts in any 1s window
+
+
+async def test_rate_weight_takes_several_tokens(autojump_clock: trio.testing.MockClock) -> None:
+    starts: list[float] = []
+
+    @agent
+    async def call(tokens: int) -> Result[int, str]:
+        starts.append(trio.current_time())
+        return Success(tokens)
+
+    tree = (call | call | call | call).rate(10, per=60, weight=lambda tokens: tokens)
+    begin = trio.current_time()
+    assert await run(tree, 4) == Success((4, 4, 4, 4))
+    assert sorted(t - begin for t in starts) == [0, 0, 60, 60]
+
+
+# -- cost model with limits and timeouts ---------------------------------------------------------
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.integers(1, 5), min_size=1, max_size=6), st.sampled_from([0.5, 2.5, 6.5, 100.5]))
+def test_timeout_is_min_of_time_and_limit(delays: list[int], seconds: float) -> None:
+    group: Agent[Any, Any, Any] = fake("l0", delay=delays[0], value=0)
+    for i, d in enumerate(delays[1:], 1):
+        group = group | fake(f"l{i}", delay=d, value=i)
+    result, elapsed = run_virtual(group.limit(1).timeout(seconds), None)
+    total = sum(delays)
+    assert elapsed == min(total, seconds)
+    assert isinstance(result, Success) == (total < seconds)
+
+
+# -- bad input ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda a: a.timeout(0), "timeout\\(\\): seconds must be a number > 0, got 0"),
+        (lambda a: a.timeout(-1), "seconds must be a number > 0"),
+        (lambda a: a.retry(-1), "retry\\(\\): times must be an int >= 0, got -1"),
+        (lambda a: a.limit(0), "limit\\(\\): n must be an int >= 1, got 0"),
+        (lambda a: a.rate(0, per=1), "rate\\(\\): calls must be > 0"),
+        (lambda a: a.rate(1, per=0), "per must be > 0"),
+        (lambda a: a.priority(3), "expected a Priority"),
+        (lambda a: a.retry(1, deadline=0), "deadline must be > 0"),
+    ],
+)
+def test_bad_arguments_are_refused_at_build_time(build: Any, message: str) -> None:
+    leaf = fake("call", value=1).named("call")
+    with pytest.raises(BuildError, match=message) as info:
+        build(leaf)
+    assert "call" in str(info.value)
+
+
+def test_bad_backoff_is_refused() -> None:
+    with pytest.raises(BuildError, match="Backoff.base"):
+        Backoff(base=-1)
+    with pytest.raises(BuildError, match="jitter"):
+        Backoff(jitter=2)
