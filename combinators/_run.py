@@ -28,23 +28,18 @@ from ._exceptions import Crashed, TimedOut
 from ._expr import (
     Agent,
     Const,
-    Fallback,
     Leaf,
     LeafMode,
     Limit,
-    MapError,
     Parallel,
     Prioritized,
     Rate,
-    Recover,
     Retry,
-    Then,
     Timeout,
-    Transform,
-    _fn_name,
 )
+from . import _chain as _chain  # registers the sequence rules
 from ._limits import PriorityLimiter, StartWindow
-from ._observe import EventKind, Observer, emit
+from ._observe import ATTEMPT, EventKind, Observer, emit
 from ._plan import Compiler, Env, LeafLayer, compiles, segments
 from ._types import Runner
 
@@ -259,170 +254,6 @@ def _compile_const(c: Compiler, node: Const[Any, Any, Any], env: Env) -> Runner:
 
 
 # --------------------------------------------------------------------------
-# Chains: >>, transform, map_error, recover, fallback
-
-_CALL: Final = 0
-_MAP: Final = 1
-_MAP_ERROR: Final = 2
-_RECOVER: Final = 3
-_FALLBACK: Final = 4
-_HANDLERS: Final = frozenset({_MAP_ERROR, _RECOVER, _FALLBACK})
-_CHAIN_KINDS: Final = (Then, Transform, MapError, Recover, Fallback)
-
-
-class _Right:
-    """Marks the right operand of ``>>`` while flattening."""
-
-    __slots__ = ("node",)
-
-    def __init__(self, node: Agent[Any, Any, Any]) -> None:
-        self.node = node
-
-
-def _has_handler(root: Agent[Any, Any, Any]) -> dict[int, bool]:
-    """For every unnamed chain node under ``root``: does its flat list hold a handler?"""
-    memo: dict[int, bool] = {}
-    stack: list[tuple[Agent[Any, Any, Any], bool]] = [(root, False)]
-    while stack:
-        node, done = stack.pop()
-        if id(node) in memo:
-            continue
-        if not isinstance(node, _CHAIN_KINDS) or (node is not root and node.label is not None):
-            memo[id(node)] = False
-            continue
-        kids = node.children()
-        if not done:
-            stack.append((node, True))
-            stack.extend((k, False) for k in kids)
-            continue
-        own = isinstance(node, MapError | Recover | Fallback)
-        memo[id(node)] = own or any(memo.get(id(k), False) for k in kids)
-    return memo
-
-
-def _flatten(root: Agent[Any, Any, Any]) -> list[tuple[int, Any]]:
-    """The chain under ``root`` as ``(op, payload)`` steps, left to right."""
-    handler = _has_handler(root)
-    out: list[tuple[int, Any]] = []
-    stack: list[Any] = [root]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, tuple):
-            out.append(item)
-            continue
-        if isinstance(item, _Right):
-            node = item.node
-            if handler.get(id(node), False):
-                # A handler's scope is everything before it in the list, so a
-                # right operand holding one must stay a single step.
-                out.append((_CALL, node))
-            else:
-                stack.append(node)
-            continue
-        node = item
-        if not isinstance(node, _CHAIN_KINDS) or (node is not root and node.label is not None):
-            out.append((_CALL, node))
-            continue
-        match node:
-            case Then(first, second):
-                stack.append(_Right(second))
-                stack.append(first)
-            case Transform(inner, f):
-                stack.append((_MAP, f))
-                stack.append(inner)
-            case MapError(inner, f):
-                stack.append((_MAP_ERROR, f))
-                stack.append(inner)
-            case Recover(inner, f):
-                stack.append((_RECOVER, f))
-                stack.append(inner)
-            case Fallback(primary, backup):
-                stack.append((_FALLBACK, backup))
-                stack.append(primary)
-    return out
-
-
-def _fn_note(exc: BaseException, what: str, f: Any, path: str) -> None:
-    exc.add_note(f"combinators: raised by the {what} function {_fn_name(f)!r} of node {path!r}")
-
-
-_OP_NAMES: Final = {_MAP: "transform", _MAP_ERROR: "map_error", _RECOVER: "recover"}
-
-
-def _compile_chain(c: Compiler, root: Agent[Any, Any, Any], env: Env) -> Runner:
-    flat = _flatten(root)
-    called = tuple(p for op, p in flat if op in (_CALL, _FALLBACK))
-    segs = iter(segments(called))
-    ops: list[tuple[int, Any, str]] = []
-    for op, payload in flat:
-        if op in (_CALL, _FALLBACK):
-            ops.append((op, c.compile(payload, env), next(segs)))
-        else:
-            ops.append((op, payload, ""))
-    steps = tuple(ops)
-    n = len(steps)
-    # next_handler[i]: index of the first handler at or after i (n if none),
-    # so a failure skips the rest of the chain in one jump.
-    next_handler = [n] * (n + 1)
-    for i in range(n - 1, -1, -1):
-        next_handler[i] = i if steps[i][0] in _HANDLERS else next_handler[i + 1]
-
-    async def run_chain(x0: Any, path: str) -> Result[Any, Any]:
-        x = x0
-        result: Result[Any, Any] | None = None
-        i = 0
-        while i < n:
-            op, payload, seg = steps[i]
-            if op == _CALL:
-                result = await payload(x, path + seg)
-                if isinstance(result, Success):
-                    x = result._inner_value
-                    i += 1
-                else:
-                    i = next_handler[i + 1]
-            elif op == _MAP:
-                try:
-                    x = payload(x)
-                except Exception as exc:
-                    _fn_note(exc, "transform", payload, path)
-                    raise
-                result = None
-                i += 1
-            elif result is None or isinstance(result, Success):
-                i += 1  # a handler on the success path does nothing
-            elif op == _FALLBACK:
-                result = await payload(x0, path + seg)
-                if isinstance(result, Success):
-                    x = result._inner_value
-                    i += 1
-                else:
-                    i = next_handler[i + 1]
-            else:
-                error = result._inner_value
-                try:
-                    mapped = payload(error)
-                except Exception as exc:
-                    _fn_note(exc, _OP_NAMES[op], payload, path)
-                    raise
-                if op == _RECOVER:
-                    x = mapped
-                    result = None
-                    i += 1
-                else:
-                    result = Failure(mapped)
-                    i = next_handler[i + 1]
-        if result is None:
-            return Success(x)
-        return result
-
-    return run_chain
-
-
-for _kind in _CHAIN_KINDS:
-    compiles(_kind)(_compile_chain)
-
-
-# --------------------------------------------------------------------------
 # Parallel
 
 
@@ -508,7 +339,15 @@ def _compile_retry(c: Compiler, node: Retry[Any, Any, Any], env: Env) -> Runner:
         start = trio.current_time()
         attempt = 1
         while True:
-            result = await inner(x, path + seg)
+            if observer is None:
+                result = await inner(x, path + seg)
+            else:
+                # Events below this node carry the attempt they belong to.
+                token = ATTEMPT.set(attempt)
+                try:
+                    result = await inner(x, path + seg)
+                finally:
+                    ATTEMPT.reset(token)
             if isinstance(result, Success) or attempt > times:
                 return result
             error = result._inner_value

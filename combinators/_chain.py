@@ -1,0 +1,239 @@
+"""Sequences: ``>>``, ``transform``, ``map_error``, ``recover``, ``fallback``.
+
+A left spine of these nodes is flattened, once per tree, into a list of
+steps walked by one loop: a chain of 100,000 steps uses neither Python
+recursion nor a task per step.  A handler (``map_error``, ``recover``,
+``fallback``) covers everything before it in the list, which is exactly the
+subtree it wraps; a right operand of ``>>`` that holds a handler therefore
+stays one nested step.
+
+Plain ``agent`` and ``pure`` leaves with nothing wrapped around them (no
+limit, rate, executor, observer or journal in force) are called inline
+rather than through a runner: that is what keeps a step near the cost of
+the hand-written ``await``.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any, Final
+
+from returns.result import Failure, Result, Success
+
+from ._expr import Agent, Fallback, Leaf, LeafMode, MapError, Recover, Then, Transform, _fn_name
+from ._plan import Compiler, Env, compiles, segments
+from ._types import Runner
+
+_CALL: Final = 0  # a compiled runner
+_AGENT: Final = 1  # an inlined agent() leaf function
+_PURE: Final = 2  # an inlined pure() leaf function
+_MAP: Final = 3
+_MAP_ERROR: Final = 4
+_RECOVER: Final = 5
+_FALLBACK: Final = 6
+_HANDLERS: Final = frozenset({_MAP_ERROR, _RECOVER, _FALLBACK})
+_CHAIN_KINDS: Final = (Then, Transform, MapError, Recover, Fallback)
+_OP_NAMES: Final = {_MAP: "transform", _MAP_ERROR: "map_error", _RECOVER: "recover"}
+
+#: Flattened step lists, per tree node (trees are immutable, so this never goes stale).
+_FLAT: weakref.WeakKeyDictionary[Agent[Any, Any, Any], tuple[tuple[int, Any], ...]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _is_chain(node: Agent[Any, Any, Any], root: Agent[Any, Any, Any]) -> bool:
+    return isinstance(node, _CHAIN_KINDS) and (node is root or node.label is None)
+
+
+def _handler_map(root: Agent[Any, Any, Any]) -> dict[int, bool]:
+    """For every chain node under ``root`` (by id): does its flat list hold a handler?
+
+    One iterative post-order pass, so right-nested chains stay linear.
+    """
+    memo: dict[int, bool] = {}
+    stack: list[tuple[Agent[Any, Any, Any], bool]] = [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if id(node) in memo:
+            continue
+        if not _is_chain(node, root):
+            memo[id(node)] = False
+            continue
+        if isinstance(node, MapError | Recover | Fallback):
+            memo[id(node)] = True
+            continue
+        kids = (node.first, node.second) if isinstance(node, Then) else (node.inner,)  # type: ignore[attr-defined]
+        if expanded:
+            memo[id(node)] = any(memo[id(k)] for k in kids)
+        else:
+            stack.append((node, True))
+            stack.extend((k, False) for k in kids)
+    return memo
+
+
+class _Right:
+    """Marks the right operand of ``>>`` while flattening."""
+
+    __slots__ = ("node",)
+
+    def __init__(self, node: Agent[Any, Any, Any]) -> None:
+        self.node = node
+
+
+def flatten(root: Agent[Any, Any, Any]) -> tuple[tuple[int, Any], ...]:
+    """The chain under ``root`` as ``(op, payload)`` steps, left to right."""
+    cached = _FLAT.get(root)
+    if cached is not None:
+        return cached
+    holds_handler = _handler_map(root)
+    out: list[tuple[int, Any]] = []
+    stack: list[Any] = [root]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, tuple):
+            out.append(item)
+            continue
+        if isinstance(item, _Right):
+            node = item.node
+            if holds_handler.get(id(node), False):
+                out.append((_CALL, node))
+            else:
+                stack.append(node)
+            continue
+        node = item
+        if not _is_chain(node, root):
+            out.append((_CALL, node))
+            continue
+        match node:
+            case Then(first, second):
+                stack.append(_Right(second))
+                stack.append(first)
+            case Transform(inner, f):
+                stack.append((_MAP, f))
+                stack.append(inner)
+            case MapError(inner, f):
+                stack.append((_MAP_ERROR, f))
+                stack.append(inner)
+            case Recover(inner, f):
+                stack.append((_RECOVER, f))
+                stack.append(inner)
+            case Fallback(primary, backup):
+                stack.append((_FALLBACK, backup))
+                stack.append(primary)
+    flat = tuple(out)
+    _FLAT[root] = flat
+    return flat
+
+
+def _inlinable(c: Compiler, node: Agent[Any, Any, Any], env: Env) -> int | None:
+    if type(node) is not Leaf or c.observer is not None or c.leaf_layers:
+        return None
+    if env.limiters or env.windows or env.executor is not None:
+        return None
+    if node.mode is LeafMode.RESULT:
+        return _AGENT
+    if node.mode is LeafMode.PURE:
+        return _PURE
+    return None
+
+
+def _note(exc: BaseException, text: str) -> None:
+    if not any(n.startswith("combinators:") for n in getattr(exc, "__notes__", ())):
+        exc.add_note(text)
+
+
+def _not_a_result(fn: Any, path: str, value: object) -> TypeError:
+    msg = (
+        f"agent {_fn_name(fn)!r} at {path!r} returned {type(value).__name__} "
+        f"{value!r}; an agent function must return Success(...) or Failure(...)"
+    )
+    return TypeError(msg)
+
+
+def compile_chain(c: Compiler, root: Agent[Any, Any, Any], env: Env) -> Runner:
+    """The runner for a flattened chain (see the module docs)."""
+    flat = flatten(root)
+    called = tuple(p for op, p in flat if op in (_CALL, _FALLBACK))
+    segs = iter(segments(called))
+    ops: list[tuple[int, Any, str]] = []
+    for op, payload in flat:
+        if op == _CALL:
+            seg = next(segs)
+            inline = _inlinable(c, payload, env)
+            if inline is not None:
+                ops.append((inline, payload.fn, seg))
+            else:
+                ops.append((_CALL, c.compile(payload, env), seg))
+        elif op == _FALLBACK:
+            ops.append((op, c.compile(payload, env), next(segs)))
+        else:
+            ops.append((op, payload, ""))
+    steps = tuple(ops)
+    n = len(steps)
+    # next_handler[i]: index of the first handler at or after i (n if none),
+    # so a failure skips the rest of the chain in one jump.
+    next_handler = [n] * (n + 1)
+    for i in range(n - 1, -1, -1):
+        next_handler[i] = i if steps[i][0] in _HANDLERS else next_handler[i + 1]
+
+    async def run_chain(x0: Any, path: str) -> Result[Any, Any]:
+        x = x0
+        result: Any = None  # None: success with value x
+        i = 0
+        try:
+            while i < n:
+                op, payload, seg = steps[i]
+                if op == _AGENT:
+                    result = await payload(x)
+                    if type(result) is Success:
+                        x = result._inner_value
+                        i += 1
+                    elif type(result) is Failure:
+                        i = next_handler[i + 1]
+                    else:
+                        raise _not_a_result(payload, path + seg, result)
+                elif op == _CALL:
+                    result = await payload(x, path + seg)
+                    if isinstance(result, Success):
+                        x = result._inner_value
+                        i += 1
+                    else:
+                        i = next_handler[i + 1]
+                elif op == _PURE or op == _MAP:
+                    x = payload(x)
+                    result = None
+                    i += 1
+                elif result is None or isinstance(result, Success):
+                    i += 1  # a handler on the success path does nothing
+                elif op == _FALLBACK:
+                    result = await payload(x0, path + seg)
+                    if isinstance(result, Success):
+                        x = result._inner_value
+                        i += 1
+                    else:
+                        i = next_handler[i + 1]
+                else:
+                    mapped = payload(result._inner_value)
+                    if op == _RECOVER:
+                        x = mapped
+                        result = None
+                        i += 1
+                    else:
+                        result = Failure(mapped)
+                        i = next_handler[i + 1]
+        except Exception as exc:
+            op, payload, seg = steps[i]
+            if op in (_AGENT, _PURE):
+                _note(exc, f"combinators: raised in node {path + seg!r}")
+            elif op in _OP_NAMES:
+                _note(exc, f"combinators: raised by the {_OP_NAMES[op]} function {_fn_name(payload)!r} of node {path!r}")
+            raise
+        if result is None:
+            return Success(x)
+        return result  # type: ignore[no-any-return]
+
+    return run_chain
+
+
+for _kind in _CHAIN_KINDS:
+    compiles(_kind)(compile_chain)
