@@ -35,10 +35,14 @@ _HANDLERS: Final = frozenset({_MAP_ERROR, _RECOVER, _FALLBACK})
 _CHAIN_KINDS: Final = (Then, Transform, MapError, Recover, Fallback)
 _OP_NAMES: Final = {_MAP: "transform", _MAP_ERROR: "map_error", _RECOVER: "recover"}
 
-#: Flattened step lists, per tree node (trees are immutable, so this never goes stale).
+#: Flattened step lists and their path segments, per tree node (trees are
+#: immutable, so these never go stale).
 _FLAT: weakref.WeakKeyDictionary[Agent[Any, Any, Any], tuple[tuple[int, Any], ...]] = (
     weakref.WeakKeyDictionary()
 )
+_SEGMENTS: weakref.WeakKeyDictionary[Agent[Any, Any, Any], tuple[str, ...]] = weakref.WeakKeyDictionary()
+#: Whole runners for chains made only of inlined steps, compiled once per tree.
+_PLAIN: weakref.WeakKeyDictionary[Agent[Any, Any, Any], Runner] = weakref.WeakKeyDictionary()
 
 
 def _is_chain(node: Agent[Any, Any, Any], root: Agent[Any, Any, Any]) -> bool:
@@ -152,9 +156,17 @@ def _not_a_result(fn: Any, path: str, value: object) -> TypeError:
 
 def compile_chain(c: Compiler, root: Agent[Any, Any, Any], env: Env) -> Runner:
     """The runner for a flattened chain (see the module docs)."""
+    plain = c.observer is None and not c.leaf_layers and env == _PLAIN_ENV
+    if plain:
+        cached = _PLAIN.get(root)
+        if cached is not None:
+            return cached
     flat = flatten(root)
-    called = tuple(p for op, p in flat if op in (_CALL, _FALLBACK))
-    segs = iter(segments(called))
+    all_segs = _SEGMENTS.get(root)
+    if all_segs is None:
+        all_segs = segments(tuple(p for op, p in flat if op in (_CALL, _FALLBACK)))
+        _SEGMENTS[root] = all_segs
+    segs = iter(all_segs)
     ops: list[tuple[int, Any, str]] = []
     for op, payload in flat:
         if op == _CALL:
@@ -169,6 +181,11 @@ def compile_chain(c: Compiler, root: Agent[Any, Any, Any], env: Env) -> Runner:
         else:
             ops.append((op, payload, ""))
     steps = tuple(ops)
+    if all(op in (_AGENT, _PURE, _MAP) for op, _, _ in steps):
+        runner = _straight(steps)
+        if plain:
+            _PLAIN[root] = runner
+        return runner
     n = len(steps)
     # next_handler[i]: index of the first handler at or after i (n if none),
     # so a failure skips the rest of the chain in one jump.
@@ -234,6 +251,40 @@ def compile_chain(c: Compiler, root: Agent[Any, Any, Any], env: Env) -> Runner:
 
     return run_chain
 
+
+def _straight(steps: tuple[tuple[int, Any, str], ...]) -> Runner:
+    """A chain of inlined steps only, with no handlers: the tightest loop."""
+    calls = tuple((op == _AGENT, fn) for op, fn, _ in steps)
+
+    async def run_straight(x: Any, path: str) -> Result[Any, Any]:
+        i = 0
+        try:
+            for i, (is_agent, fn) in enumerate(calls):  # noqa: B007 - i used on error
+                if is_agent:
+                    result = await fn(x)
+                    if type(result) is Success:
+                        x = result._inner_value
+                    elif type(result) is Failure:
+                        return result
+                    else:
+                        raise _not_a_result(fn, path + steps[i][2], result)
+                else:
+                    x = fn(x)
+        except Exception as exc:
+            op, fn, seg = steps[i]
+            if op == _MAP:
+                _note(exc, f"combinators: raised by the transform function {_fn_name(fn)!r} of node {path!r}")
+            else:
+                _note(exc, f"combinators: raised in node {path + seg!r}")
+            raise
+        if steps[-1][0] == _AGENT:
+            return result  # type: ignore[no-any-return]
+        return Success(x)
+
+    return run_straight
+
+
+_PLAIN_ENV: Final = Env()
 
 for _kind in _CHAIN_KINDS:
     compiles(_kind)(compile_chain)

@@ -342,3 +342,17 @@ def test_a_group_of_10000_operands() -> None:
     result = run_sync(group, 1)
     assert result == Success((2,) * 10_000)
     assert len(repr(group)) > 10_000
+
+
+async def test_a_long_chain_spawns_no_task_per_step(autojump_clock: trio.testing.MockClock) -> None:
+    counter = TaskCounter()
+    chain: Agent[int, int, str] = inc
+    for _ in range(9_999):
+        chain = chain >> inc
+    trio.lowlevel.add_instrument(counter)
+    try:
+        result = await run(chain.timeout(1e9), 0)
+    finally:
+        trio.lowlevel.remove_instrument(counter)
+    assert result == Success(10_000)
+    assert counter.spawned == 0
