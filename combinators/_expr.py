@@ -375,6 +375,11 @@ class Agent(Generic[_In_contra, _Out_co, _Err_co]):
         known only at run time: it is compiled then (once per distinct agent
         per run), drawings show this node without it, and it runs at the path
         ``.../bind[<key>]``, keyed by the chosen agent's name or ``key(value)``.
+
+        >>> from combinators import pure, run_sync
+        >>> short, long = pure(lambda n: f"{n} is short").named("short"), pure(lambda n: f"{n} is long").named("long")
+        >>> run_sync(pure(len).bind(lambda n: short if n < 5 else long), "abc")
+        <Success: 3 is short>
         """
         from ._control import make_bind
 

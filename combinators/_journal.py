@@ -1,0 +1,725 @@
+"""Durable runs: a journal of leaf results that lets a crashed run resume.
+
+Only leaves are journaled; combinators are re-evaluated on resume.  Each
+leaf run is keyed by ``(run id, node path, input hash)`` where the input
+hash is the SHA-256 of the leaf's input encoded canonically (cattrs
+unstructure, then JSON with sorted keys).  A leaf's success is committed
+before anything downstream sees it; on resume a recorded leaf is answered
+from the journal without calling its function.
+
+The pieces:
+
+* :class:`Journal` — the public handle: ``Journal.sqlite(path)`` (embedded,
+  one process at a time), ``Journal.postgres(dsn)`` (several processes, with
+  leases), ``Journal.memory()`` (tests).
+* a *session* per run (``_Session``): ``begin`` a leaf (its recorded
+  outcome, or the attempt number it may run as), ``finish`` it (commit),
+  ``release`` it (give up a claim after a failure or a cancel).
+* :class:`_Batcher` — group commit: one writer task drains every queued
+  operation into one transaction, so leaves finishing together share an
+  fsync.
+* :func:`run_journaled` — what ``run(..., journal=, run_id=)`` calls: checks
+  the tree (encodable outputs, same shape as the recorded run), opens a
+  session and compiles the tree with the journal's leaf layer.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextvars
+import hashlib
+import json
+import math
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar, get_args, get_origin, get_type_hints, runtime_checkable
+
+import attrs
+import cattrs
+import trio
+from returns.result import Failure, Result, Success
+
+from ._exceptions import AgentTypeError, BuildError
+from ._expr import Agent, Leaf, LeafMode, _fn_name
+from ._plan import Compiler, Env, LeafLayer, segments
+from ._types import Runner
+
+if TYPE_CHECKING:
+    from ._journal_postgres import PostgresJournal
+    from ._journal_sqlite import SqliteJournal
+
+_A = TypeVar("_A", bound=Agent[Any, Any, Any])
+
+#: Bumped when the stored encoding changes; part of every manifest.
+FORMAT: Final = 1
+
+
+# --------------------------------------------------------------------------
+# Public values
+
+
+class JournalMismatch(BuildError):
+    """The tree given for a run id is not the tree the journal recorded.
+
+    ``path`` names the first node that differs (in the order ``walk()``
+    visits nodes).  Start a new run id, or restore the tree, to go on.
+    """
+
+    def __init__(self, run_id: str, path: str, detail: str) -> None:
+        self.run_id = run_id
+        self.path = path
+        super().__init__(
+            f"journal run {run_id!r} was recorded with a different tree: node {path!r} {detail}; "
+            f"resume it with the tree it was started with, or use a new run_id"
+        )
+
+
+@attrs.frozen
+class LeafContext:
+    """What a journaled leaf knows about its own run (see :func:`current_leaf`).
+
+    ``attempt`` counts every start of this leaf at this position with this
+    input, across retries and resumed runs (1 the first time).
+    ``idempotency_key`` is the same for every attempt, so an external
+    service can deduplicate the side effects of an at-least-once leaf;
+    ``input_hash`` is the SHA-256 of the leaf's canonical input.
+    """
+
+    run_id: str
+    path: str
+    attempt: int
+    input_hash: str
+
+    @property
+    def idempotency_key(self) -> str:
+        """SHA-256 of run id, node path and input hash: one per leaf run."""
+        return idempotency_key(self.run_id, self.path, self.input_hash)
+
+
+_CURRENT: contextvars.ContextVar[LeafContext | None] = contextvars.ContextVar("combinators_leaf", default=None)
+
+
+def current_leaf() -> LeafContext | None:
+    """The journaled leaf running in this task, or ``None`` outside one.
+
+    >>> current_leaf() is None
+    True
+    """
+    return _CURRENT.get()
+
+
+@runtime_checkable
+class Permanent(Protocol):
+    """An error value that says whether it is permanent.
+
+    A failure is journaled (and replayed on resume, instead of running the
+    leaf again) only when its error value has a true ``permanent``
+    attribute.  Other failures are transient: the leaf runs again on resume.
+    """
+
+    @property
+    def permanent(self) -> bool: ...
+
+
+def _is_permanent(error: object) -> bool:
+    return bool(isinstance(error, Permanent) and error.permanent)
+
+
+@attrs.frozen
+class JournalRecord:
+    """One row of a journal, as :meth:`Journal.records` lists them."""
+
+    path: str
+    input_hash: str
+    name: str
+    version: str | None
+    attempts: int
+    done: bool
+    ok: bool | None
+
+
+class _Versioned:
+    """A leaf function tagged with a user version (see :func:`versioned`)."""
+
+    __slots__ = ("__name__", "fn", "version")
+
+    def __init__(self, fn: Callable[[Any], Any], version: str) -> None:
+        self.fn = fn
+        self.version = version
+        self.__name__ = _fn_name(fn)
+
+    def __call__(self, x: Any) -> Any:
+        return self.fn(x)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Versioned) and other.fn == self.fn and other.version == self.version
+
+    def __hash__(self) -> int:
+        return hash((self.fn, self.version))
+
+
+def versioned(leaf: _A, version: str) -> _A:
+    """The same leaf, tagged with a version the journal records.
+
+    Bump the version when a leaf's behaviour changes: resuming a run that
+    recorded another version is refused (:class:`JournalMismatch`), instead
+    of silently mixing old and new results.
+
+    >>> from combinators import pure
+    >>> versioned(pure(str.upper), "v2").name
+    'upper'
+    """
+    if not isinstance(leaf, Leaf):
+        msg = f"versioned(): expected a leaf made by agent(), lift() or pure(), got {leaf!r}"
+        raise AgentTypeError(msg)
+    if not isinstance(version, str) or not version:
+        msg = f"versioned({leaf.name!r}): the version must be a non-empty string, got {version!r}"
+        raise BuildError(msg)
+    fn = leaf.fn.fn if isinstance(leaf.fn, _Versioned) else leaf.fn
+    made: Any = attrs.evolve(leaf, fn=_Versioned(fn, version))
+    result: _A = made
+    return result
+
+
+def _leaf_version(leaf: Leaf[Any, Any, Any]) -> str | None:
+    return leaf.fn.version if isinstance(leaf.fn, _Versioned) else None
+
+
+# --------------------------------------------------------------------------
+# Sessions and group commit
+
+
+@attrs.frozen
+class _Record:
+    """A finished leaf as stored: ``payload`` is the JSON of the value/error."""
+
+    name: str
+    version: str | None
+    ok: bool
+    payload: str
+
+
+#: (node path, input hash): the key of a leaf run inside one run id.
+_Key = tuple[str, str]
+
+
+class _Session(Protocol):
+    """One run's connection to a journal."""
+
+    run_id: str
+
+    async def begin(self, key: _Key, name: str, version: str | None) -> _Record | int:
+        """The recorded outcome of ``key``, or the attempt number to run it as."""
+        ...
+
+    async def finish(self, key: _Key, name: str, version: str | None, ok: bool, payload: str) -> _Record | None:
+        """Commit an outcome; ``None`` once durable, or another owner's record."""
+        ...
+
+    def release(self, key: _Key) -> None:
+        """Give up the claim on ``key`` without recording anything (no wait)."""
+        ...
+
+
+@attrs.define(eq=False)
+class Op:
+    """One queued journal operation; the writer sets ``result`` or ``error``."""
+
+    kind: str
+    key: _Key
+    args: tuple[Any, ...] = ()
+    result: Any = None
+    error: BaseException | None = None
+    done: trio.Event | None = None
+
+
+class _Batcher:
+    """Group commit: a writer task runs all queued operations in one batch.
+
+    ``execute(batch)`` runs in a worker thread and must set each op's
+    ``result`` (or raise, which fails the whole batch).  Leaves that finish
+    while a batch is being written queue up and go into the next one, so a
+    wide fan-out pays one transaction per batch, not one per leaf.
+    """
+
+    def __init__(self, execute: Callable[[list[Op]], None]) -> None:
+        self._execute = execute
+        self._send, self._recv = trio.open_memory_channel[Op](math.inf)
+
+    async def submit(self, op: Op) -> Any:
+        op.done = trio.Event()
+        self._send.send_nowait(op)
+        await op.done.wait()
+        if op.error is not None:
+            raise op.error
+        return op.result
+
+    def submit_nowait(self, op: Op) -> None:
+        try:
+            self._send.send_nowait(op)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            pass  # the session is closing; a lease left behind expires
+
+    def close(self) -> None:
+        self._send.close()
+
+    async def serve(self) -> None:
+        async with self._recv:
+            async for first in self._recv:
+                batch = [first]
+                while True:
+                    try:
+                        batch.append(self._recv.receive_nowait())
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                try:
+                    await trio.to_thread.run_sync(self._execute, batch)
+                except Exception as exc:
+                    for op in batch:
+                        op.error = exc
+                for op in batch:
+                    if op.done is not None:
+                        op.done.set()
+
+
+# --------------------------------------------------------------------------
+# The public handle
+
+
+class Journal(abc.ABC):
+    """Where a durable run records its leaves: pass it to ``run(journal=...)``.
+
+    Make one with :meth:`sqlite` (the embedded default), :meth:`postgres`
+    (several processes sharing runs) or :meth:`memory` (tests).  A journal
+    holds no connection between runs; each ``run`` opens its own session.
+    ``converter`` (a cattrs converter) encodes inputs and outputs; register
+    hooks on it for types cattrs does not know.
+    """
+
+    converter: cattrs.Converter
+
+    @staticmethod
+    def sqlite(path: str, *, converter: cattrs.Converter | None = None) -> SqliteJournal:
+        """An SQLite journal in the file ``path`` (WAL, full fsync, group commit)."""
+        from ._journal_sqlite import SqliteJournal
+
+        return SqliteJournal(path, converter=converter)
+
+    @staticmethod
+    def postgres(
+        dsn: str,
+        *,
+        lease: float = 30.0,
+        poll: float | None = None,
+        converter: cattrs.Converter | None = None,
+    ) -> PostgresJournal:
+        """A PostgreSQL journal (psycopg 3, extra ``postgres``) with leaf leases.
+
+        ``lease`` is how long (database clock, seconds) a claim lasts without
+        renewal; it is renewed every ``lease / 3`` while the leaf runs.
+        Processes waiting for another's leaf poll every ``poll`` seconds.
+        """
+        from ._journal_postgres import PostgresJournal
+
+        return PostgresJournal(dsn, lease=lease, poll=poll, converter=converter)
+
+    @staticmethod
+    def memory(*, converter: cattrs.Converter | None = None) -> MemoryJournal:
+        """A journal in this process's memory: for tests (survives runs, not crashes)."""
+        return MemoryJournal(converter=converter)
+
+    @staticmethod
+    def from_url(url: str) -> Journal:
+        """A journal from a URL, for command lines and configuration.
+
+        ``postgresql://...`` (or ``postgres://``) is PostgreSQL;
+        ``sqlite:PATH``, ``sqlite:///PATH`` or a plain file path is SQLite;
+        ``memory:`` is an in-memory journal.
+
+        >>> Journal.from_url("sqlite:runs.db")
+        Journal.sqlite('runs.db')
+        """
+        if not isinstance(url, str) or not url:
+            msg = f"Journal.from_url(): expected a non-empty URL, got {url!r}"
+            raise BuildError(msg)
+        if url.startswith(("postgresql://", "postgres://")):
+            return Journal.postgres(url)
+        if url == "memory:":
+            return Journal.memory()
+        if url.startswith("sqlite:"):
+            path = url.removeprefix("sqlite:")
+            path = path.removeprefix("//") if path.startswith("///") else path
+            if not path:
+                msg = f"Journal.from_url(): {url!r} names no file"
+                raise BuildError(msg)
+            return Journal.sqlite(path)
+        if "://" in url:
+            msg = f"Journal.from_url(): unknown journal URL {url!r}; use sqlite:PATH or postgresql://..."
+            raise BuildError(msg)
+        return Journal.sqlite(url)
+
+    @abc.abstractmethod
+    def _session(self, run_id: str, manifest: str) -> AbstractAsyncContextManager[_Session]:
+        """Open a session for ``run_id``; refuse a manifest unlike the recorded one."""
+
+    @abc.abstractmethod
+    async def records(self, run_id: str) -> list[JournalRecord]:
+        """Every recorded leaf of ``run_id``, by path."""
+
+
+def _converter(converter: cattrs.Converter | None) -> cattrs.Converter:
+    if converter is not None:
+        return converter
+    from ._json import converter as shared
+
+    return shared
+
+
+def check_manifest(run_id: str, stored: str | None, manifest: str) -> None:
+    """Raise :class:`JournalMismatch` if ``manifest`` differs from ``stored``."""
+    if stored is None or stored == manifest:
+        return
+    old = json.loads(stored)
+    new = json.loads(manifest)
+    if old.get("format") != new.get("format"):
+        raise JournalMismatch(run_id, new["nodes"][0][0], "was recorded by another journal format")
+    old_nodes = old["nodes"]
+    new_nodes = new["nodes"]
+    for (op, ok, on, ov), (np, nk, nn, nv) in zip(old_nodes, new_nodes, strict=False):
+        if (op, ok, on, ov) != (np, nk, nn, nv):
+            was = _describe(ok, on, ov)
+            now = _describe(nk, nn, nv)
+            at = "" if op == np else f" (recorded at {op!r})"
+            raise JournalMismatch(run_id, np, f"was {was}{at} and is now {now}")
+    if len(new_nodes) > len(old_nodes):
+        np, nk, nn, nv = new_nodes[len(old_nodes)]
+        raise JournalMismatch(run_id, np, f"is new ({_describe(nk, nn, nv)})")
+    op, ok, on, ov = old_nodes[len(new_nodes)]
+    raise JournalMismatch(run_id, op, f"was {_describe(ok, on, ov)} and is gone")
+
+
+def _describe(kind: str, name: str, version: str | None) -> str:
+    text = f"{kind} {name!r}"
+    return text if version is None else f"{text} version {version!r}"
+
+
+class MemoryJournal(Journal):
+    """Records kept in a dict: deterministic and fast, for tests."""
+
+    def __init__(self, *, converter: cattrs.Converter | None = None) -> None:
+        self.converter = _converter(converter)
+        self._manifests: dict[str, str] = {}
+        self._rows: dict[tuple[str, str, str], list[Any]] = {}
+
+    @asynccontextmanager
+    async def _session(self, run_id: str, manifest: str) -> AsyncIterator[_Session]:
+        check_manifest(run_id, self._manifests.get(run_id), manifest)
+        self._manifests.setdefault(run_id, manifest)
+        yield _MemorySession(self, run_id)
+
+    async def records(self, run_id: str) -> list[JournalRecord]:
+        out = [
+            JournalRecord(p, h, row[0], row[1], row[2], row[3] is not None, None if row[3] is None else row[3].ok)
+            for (r, p, h), row in self._rows.items()
+            if r == run_id
+        ]
+        return sorted(out, key=lambda rec: (rec.path, rec.input_hash))
+
+
+class _MemorySession:
+    def __init__(self, journal: MemoryJournal, run_id: str) -> None:
+        self._rows = journal._rows
+        self.run_id = run_id
+
+    async def begin(self, key: _Key, name: str, version: str | None) -> _Record | int:
+        row = self._rows.setdefault((self.run_id, *key), [name, version, 0, None])
+        if row[3] is not None:
+            await trio.lowlevel.checkpoint()
+            record: _Record = row[3]
+            return record
+        row[2] += 1
+        attempt: int = row[2]
+        return attempt
+
+    async def finish(self, key: _Key, name: str, version: str | None, ok: bool, payload: str) -> _Record | None:
+        row = self._rows[(self.run_id, *key)]
+        row[3] = _Record(name, version, ok, payload)
+        await trio.lowlevel.checkpoint()
+        return None
+
+    def release(self, key: _Key) -> None:
+        pass
+
+
+# --------------------------------------------------------------------------
+# Checking the tree before a run
+
+
+@attrs.frozen
+class _LeafInfo:
+    name: str
+    version: str | None
+    out_type: Any
+    err_type: Any
+
+
+def _hints(fn: Any) -> dict[str, Any]:
+    target = fn.fn if isinstance(fn, _Versioned) else fn
+    if not callable(target):
+        return {}
+    for candidate in (target, getattr(target, "__call__", None)):  # noqa: B004
+        if candidate is None:
+            continue
+        try:
+            hints = get_type_hints(candidate)
+        except Exception:  # unresolvable annotations: treat as undeclared
+            continue
+        if "return" in hints:
+            return hints
+    return {}
+
+
+def _leaf_info(leaf: Leaf[Any, Any, Any]) -> _LeafInfo:
+    ret = _hints(leaf.fn).get("return", Any)
+    out_type: Any = Any
+    err_type: Any = Any
+    if leaf.mode is LeafMode.RESULT:
+        origin = get_origin(ret) or ret
+        if isinstance(origin, type) and issubclass(origin, Result):
+            args = get_args(ret)
+            if len(args) == 2:
+                out_type, err_type = args
+    else:
+        out_type = ret
+    if isinstance(out_type, TypeVar):
+        out_type = Any
+    if isinstance(err_type, TypeVar):
+        err_type = Any
+    return _LeafInfo(leaf.name, _leaf_version(leaf), out_type, err_type)
+
+
+def _unsupported(converter: cattrs.Converter, tp: Any) -> str | None:
+    if tp is Any or tp is None or tp is type(None):
+        return None
+    try:
+        converter.get_structure_hook(tp)
+    except Exception as exc:
+        return str(exc) or type(exc).__name__
+    return None
+
+
+def _may_be_permanent(tp: Any) -> list[type[Any]]:
+    members = get_args(tp) if get_origin(tp) is not None and not isinstance(get_origin(tp), type) else (tp,)
+    out: list[type[Any]] = []
+    for m in members:
+        cls = get_origin(m) or m
+        if isinstance(cls, type) and "permanent" in dir(cls):
+            out.append(m)
+    return out
+
+
+def plan_tree(agent: Agent[Any, Any, Any], converter: cattrs.Converter) -> tuple[str, dict[int, _LeafInfo]]:
+    """The tree's manifest (JSON) and the journal facts of each leaf.
+
+    Refuses, before anything runs, a leaf whose declared output (or
+    permanent error) type the converter cannot structure.
+    """
+    nodes: list[tuple[str, str, str, str | None]] = []
+    infos: dict[int, _LeafInfo] = {}
+    stack: list[tuple[Agent[Any, Any, Any], str]] = [(agent, agent.name)]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, Leaf):
+            info = infos.get(id(node))
+            if info is None:
+                info = _leaf_info(node)
+                problem = _unsupported(converter, info.out_type)
+                if problem is not None:
+                    msg = (
+                        f"journal: the output of leaf {path!r} ({info.out_type!r}) cannot be stored: {problem}; "
+                        f"return an encodable type or register hooks on the journal's converter"
+                    )
+                    raise AgentTypeError(msg)
+                for perm in _may_be_permanent(info.err_type):
+                    problem = _unsupported(converter, perm)
+                    if problem is not None:
+                        msg = (
+                            f"journal: the permanent error {perm!r} of leaf {path!r} cannot be stored: {problem}; "
+                            f"register hooks for it on the journal's converter"
+                        )
+                        raise AgentTypeError(msg)
+                infos[id(node)] = info
+            nodes.append((path, "leaf", node.name, info.version))
+        else:
+            nodes.append((path, node.kind, node.name, None))
+        kids = node.children()
+        segs = segments(kids)
+        stack.extend((k, path + s) for k, s in zip(reversed(kids), reversed(segs), strict=True))
+    manifest = json.dumps({"format": FORMAT, "nodes": nodes}, separators=(",", ":"))
+    return manifest, infos
+
+
+# --------------------------------------------------------------------------
+# The leaf layer
+
+
+#: Canonical JSON: sorted keys, no spaces (built once: json.dumps with
+#: options builds an encoder per call).
+_CANONICAL: Final = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+_COMPACT: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+#: Types whose values are their own JSON (cattrs would return them as is).
+_PLAIN: Final = frozenset({int, str, float, bool, type(None)})
+
+
+def input_hash(converter: cattrs.Converter, x: object) -> str:
+    """SHA-256 of the canonical JSON encoding of ``x`` (cattrs, sorted keys)."""
+    data = x if type(x) in _PLAIN else converter.unstructure(x)
+    return hashlib.sha256(_CANONICAL.encode(data).encode()).hexdigest()
+
+
+def idempotency_key(run_id: str, path: str, digest: str) -> str:
+    """The stable key of one leaf run: hash of run id, path and input hash."""
+    return hashlib.sha256(f"{run_id}\0{path}\0{digest}".encode()).hexdigest()
+
+
+def _encode(converter: cattrs.Converter, value: object, tp: Any, path: str, what: str) -> str:
+    try:
+        if type(value) in _PLAIN:
+            data = value
+        elif tp is Any:
+            data = converter.unstructure(value)
+        else:
+            data = converter.unstructure(value, unstructure_as=tp)
+        text = _COMPACT.encode(data)
+    except Exception as exc:
+        msg = f"journal: cannot store the {what} of leaf {path!r} ({type(value).__name__} {value!r}): {exc}"
+        raise TypeError(msg) from exc
+    if tp is Any and type(value) not in _PLAIN and json.loads(text) != value:
+        # Undeclared type: the replay would be plain JSON, and this value
+        # (a tuple, an attrs instance, ...) would not come back equal.
+        msg = (
+            f"journal: leaf {path!r} has no declared {what} type and its {type(value).__name__} value "
+            f"would not come back from JSON as itself; annotate the function's return type"
+        )
+        raise TypeError(msg)
+    return text
+
+
+def _replay(converter: cattrs.Converter, record: _Record, info: _LeafInfo, path: str, run_id: str) -> Result[Any, Any]:
+    if record.name != info.name or record.version != info.version:
+        raise JournalMismatch(
+            run_id,
+            path,
+            f"was recorded as {_describe('leaf', record.name, record.version)} "
+            f"and is now {_describe('leaf', info.name, info.version)}",
+        )
+    data = json.loads(record.payload)
+    if record.ok:
+        tp = info.out_type
+    else:
+        # Errors are stored with their class name, so a union of error
+        # classes with similar fields structures to the right member.
+        tp = info.err_type
+        name, data = data["type"], data["value"]
+        for member in (*get_args(tp), tp):
+            if _type_name(get_origin(member) or member) == name:
+                tp = member
+                break
+    value = converter.structure(data, tp) if tp is not Any else data
+    return Success(value) if record.ok else Failure(value)
+
+
+def _type_name(tp: Any) -> str:
+    return f"{getattr(tp, '__module__', '')}.{getattr(tp, '__qualname__', repr(tp))}"
+
+
+def journal_layer(session: _Session, converter: cattrs.Converter, infos: dict[int, _LeafInfo]) -> LeafLayer:
+    """The leaf layer that answers from, and records into, ``session``."""
+    run_id = session.run_id
+
+    def layer(c: Compiler, leaf: Leaf[Any, Any, Any], env: Env, runner: Runner) -> Runner:
+        info = infos.get(id(leaf)) or _leaf_info(leaf)
+        name, version = info.name, info.version
+
+        async def run_journaled_leaf(x: Any, path: str) -> Result[Any, Any]:
+            try:
+                digest = input_hash(converter, x)
+            except Exception as exc:
+                msg = f"journal: cannot hash the input of leaf {path!r} ({type(x).__name__}): {exc}"
+                raise TypeError(msg) from exc
+            key = (path, digest)
+            got = await session.begin(key, name, version)
+            if isinstance(got, _Record):
+                return _replay(converter, got, info, path, run_id)
+            token = _CURRENT.set(LeafContext(run_id, path, got, digest))
+            try:
+                result = await runner(x, path)
+            except BaseException:
+                session.release(key)
+                raise
+            finally:
+                _CURRENT.reset(token)
+            try:
+                if isinstance(result, Success):
+                    payload = _encode(converter, result._inner_value, info.out_type, path, "output")
+                    ok = True
+                elif _is_permanent(result._inner_value):
+                    error = result._inner_value
+                    data = _encode(converter, error, type(error), path, "permanent error")
+                    payload = f'{{"type":{json.dumps(_type_name(type(error)))},"value":{data}}}'
+                    ok = False
+                else:
+                    session.release(key)
+                    return result
+            except BaseException:
+                session.release(key)
+                raise
+            other = await session.finish(key, name, version, ok, payload)
+            if other is not None:
+                return _replay(converter, other, info, path, run_id)
+            return result
+
+        return run_journaled_leaf
+
+    return layer
+
+
+async def run_journaled(
+    agent: Agent[Any, Any, Any],
+    x: object,
+    *,
+    journal: Journal,
+    run_id: str | None,
+    compile_tree: Callable[[tuple[LeafLayer, ...]], Runner],
+) -> Result[Any, Any]:
+    """Run ``agent`` under ``journal``: what ``run(journal=, run_id=)`` does."""
+    if not isinstance(journal, Journal):
+        msg = f"run(): journal must be a Journal (Journal.sqlite(path), ...), got {journal!r}"
+        raise TypeError(msg)
+    if not isinstance(run_id, str) or not run_id:
+        msg = f"run(): a journaled run needs a run_id (a non-empty string) to resume by, got {run_id!r}"
+        raise BuildError(msg)
+    manifest, infos = plan_tree(agent, journal.converter)
+    single: BaseException
+    try:
+        async with journal._session(run_id, manifest) as session:
+            runner = compile_tree((journal_layer(session, journal.converter, infos),))
+            return await runner(x, agent.name)
+    except BaseExceptionGroup as group:
+        # The session's nursery (the writer task) wraps what the run raised;
+        # a bug in an agent must come out as itself (DESIGN §1).
+        if len(group.exceptions) != 1:
+            raise
+        single = group.exceptions[0]
+    raise single
+
+
+__all__ = [
+    "Journal",
+    "JournalMismatch",
+    "JournalRecord",
+    "LeafContext",
+    "Permanent",
+    "current_leaf",
+    "versioned",
+]

@@ -1,0 +1,185 @@
+"""The PostgreSQL journal against a real server (no mocks).
+
+``.ci/services`` starts PostgreSQL 15 and exports ``COMBINATORS_PG_DSN``;
+without it the ``pg_dsn`` fixture starts its own server (tests/conftest_pg.py).
+These tests run in real time: leases are on the database's clock.
+"""
+
+from __future__ import annotations
+
+import signal
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import attrs
+import pytest
+import trio
+from returns.result import Failure, Result, Success
+
+from combinators import Journal, JournalMismatch, agent, collect, current_leaf, each, lift, pure, run
+from conftest_pg import pg_server
+from journal_crash_agent import EXPECTED, LEAVES, crash_and_resume, events, finish, recorded_leaves, spawn, wait_for
+
+
+@pytest.fixture(scope="module")
+def pg_dsn() -> Iterator[str]:
+    with pg_server() as dsn:
+        yield dsn
+
+
+def _id() -> str:
+    return uuid.uuid4().hex
+
+
+def _inc(x: int) -> int:
+    return x + 1
+
+
+async def test_replay_and_records(pg_dsn: str) -> None:
+    calls: list[int] = []
+
+    def square(x: int) -> int:
+        calls.append(x)
+        return x * x
+
+    journal = Journal.postgres(pg_dsn)
+    run_id = _id()
+    tree = pure(_inc) >> (pure(square) | pure(_inc))
+    assert await run(tree, 2, journal=journal, run_id=run_id) == Success((9, 4))
+    assert await run(tree, 2, journal=journal, run_id=run_id) == Success((9, 4))
+    assert calls == [3]
+    records = await journal.records(run_id)
+    assert [(r.path, r.done, r.ok, r.attempts) for r in records] == [
+        ("seq/_inc", True, True, 1),
+        ("seq/par/_inc", True, True, 1),
+        ("seq/par/square", True, True, 1),
+    ]
+    renamed = pure(_inc) >> (pure(square).named("sq") | pure(_inc))
+    with pytest.raises(JournalMismatch, match="node 'seq/par/sq'"):
+        await run(renamed, 2, journal=journal, run_id=run_id)
+
+
+async def test_a_renewed_lease_is_not_stolen(pg_dsn: str) -> None:
+    """A leaf running for 4 leases keeps its claim; a second session waits for its record."""
+    runs = Counter[str]()
+
+    async def slow(x: int) -> int:
+        ctx = current_leaf()
+        assert ctx is not None
+        runs[ctx.path] += 1
+        await trio.sleep(2.0)
+        return x * 10
+
+    tree = lift(slow)
+    run_id = _id()
+    results: list[object] = []
+
+    async def one(delay: float) -> None:
+        await trio.sleep(delay)
+        journal = Journal.postgres(pg_dsn, lease=0.5, poll=0.05)
+        results.append(await run(tree, 4, journal=journal, run_id=run_id))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(one, 0.0)
+        nursery.start_soon(one, 0.3)
+    assert results == [Success(40), Success(40)]
+    assert runs == {"slow": 1}
+    (record,) = await Journal.postgres(pg_dsn).records(run_id)
+    assert record.attempts == 1
+
+
+async def test_a_released_claim_is_taken_at_once(pg_dsn: str) -> None:
+    """A cancelled leaf gives its lease back, so a resume does not wait for it to expire."""
+    journal = Journal.postgres(pg_dsn, lease=60.0)
+    run_id = _id()
+
+    async def stuck(x: int) -> int:
+        await trio.sleep(0 if (ctx := current_leaf()) is not None and ctx.attempt > 1 else 30)
+        return x
+
+    with trio.move_on_after(0.5):
+        await run(lift(stuck), 1, journal=journal, run_id=run_id)
+    with trio.fail_after(5):
+        assert await run(lift(stuck), 1, journal=journal, run_id=run_id) == Success(1)
+
+
+def test_sigkill_then_resume_on_postgres(pg_dsn: str, tmp_path: Path) -> None:
+    crash_and_resume(pg_dsn, Journal.postgres(pg_dsn), _id(), tmp_path / "log", extra=("--lease", "1"))
+
+
+def test_three_processes_share_one_run(pg_dsn: str, tmp_path: Path) -> None:
+    run_id = _id()
+    log = tmp_path / "log"
+    extra = ("--lease", "1", "--delay", "0.3", "--limit", "3")
+    procs = [spawn(pg_dsn, run_id, log, *extra) for _ in range(3)]
+    pids = {p.pid for p in procs}
+
+    def in_flight() -> dict[int, set[int]]:
+        open_: dict[int, set[int]] = {pid: set() for pid in pids}
+        for what, pid, leaf in events(log):
+            (open_[pid].add if what == "start" else open_[pid].discard)(leaf)
+        return open_
+
+    # Kill a process while it holds a leaf, once some work is recorded.
+    wait_for(
+        lambda: sum(e[0] == "end" for e in events(log)) >= 4 and any(in_flight().values()),
+        "a process running a leaf",
+    )
+    flights = in_flight()
+    victim = next(p for p in procs if flights[p.pid])
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    held = in_flight()[victim.pid]
+    assert held
+
+    survivors = [p for p in procs if p is not victim]
+    for p in survivors:
+        assert finish(p) == EXPECTED
+
+    # None lost, none recorded twice.
+    assert sorted(recorded_leaves(Journal.postgres(pg_dsn), run_id)) == list(range(LEAVES))
+    starts = [(pid, leaf) for what, pid, leaf in events(log) if what == "start"]
+    by_survivors = Counter(leaf for pid, leaf in starts if pid != victim.pid)
+    assert all(n == 1 for n in by_survivors.values()), by_survivors
+    by_victim = Counter(leaf for pid, leaf in starts if pid == victim.pid)
+    assert all(n == 1 for n in by_victim.values()), by_victim
+    # The victim's leaves in flight at the kill were taken over after their
+    # leases expired (attempt 2 in the journal).
+    assert held <= set(by_survivors)
+    records = {int(r.path.rsplit("[", 1)[1].rstrip("]")): r for r in trio.run(Journal.postgres(pg_dsn).records, run_id)}
+    assert all(records[leaf].attempts == 2 for leaf in held)
+    # Every other leaf ran exactly once in all: executions = leaves + in flight.
+    twice = set(by_survivors) & set(by_victim)
+    assert held <= twice
+    assert len(starts) == LEAVES + len(twice)
+
+
+@attrs.frozen
+class Banned:
+    symbol: str
+    permanent: bool = True
+
+
+async def test_each_records_permanent_failures(pg_dsn: str) -> None:
+    calls = Counter[str]()
+
+    @agent
+    async def check(symbol: str) -> Result[str, Banned]:
+        calls[symbol] += 1
+        return Failure(Banned(symbol)) if symbol == "TSLA" else Success(symbol.lower())
+
+    journal = Journal.postgres(pg_dsn)
+    run_id = _id()
+    tree = collect(each(check))
+    expected = Success([Success("aapl"), Failure(Banned("TSLA")), Success("msft")])
+    for _ in range(2):
+        assert await run(tree, ["AAPL", "TSLA", "MSFT"], journal=journal, run_id=run_id) == expected
+    assert calls == {"AAPL": 1, "TSLA": 1, "MSFT": 1}
+    records = await journal.records(run_id)
+    assert [(r.path, r.ok) for r in records] == [
+        ("collect/each/check[0]", True),
+        ("collect/each/check[1]", False),
+        ("collect/each/check[2]", True),
+    ]
