@@ -195,12 +195,14 @@ def _compile_leaf(c: Compiler, leaf: Leaf[Any, Any, Any], env: Env) -> Runner:
         from ._executors import executor_leaf_runner
 
         runner = executor_leaf_runner(env.executor, leaf, runner)
-    for layer in c.leaf_layers:
-        runner = layer(c, leaf, env, runner)
     if env.limiters:
         runner = _limited(runner, env.limiters, env.priority)
     if env.windows:
         runner = _rated(runner, env.windows)
+    # Layers (the journal) go outside admission: a leaf replayed from the
+    # journal takes no limiter slot and no rate token.
+    for layer in c.leaf_layers:
+        runner = layer(c, leaf, env, runner)
     return runner
 
 
