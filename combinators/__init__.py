@@ -13,6 +13,10 @@ Layering (dependencies point one way):
 
 from __future__ import annotations
 
+from ._control import NoBranch as NoBranch
+from ._control import repeat as repeat
+from ._control import switch as switch
+from ._control import when as when
 from ._exceptions import AgentTypeError as AgentTypeError
 from ._exceptions import AllFailed as AllFailed
 from ._exceptions import BuildError as BuildError
@@ -21,6 +25,12 @@ from ._exceptions import CycleError as CycleError
 from ._exceptions import GaveUp as GaveUp
 from ._exceptions import NoMajority as NoMajority
 from ._exceptions import TimedOut as TimedOut
+from ._executors import Executor as Executor
+from ._executors import ProcessPool as ProcessPool
+from ._executors import RemoteError as RemoteError
+from ._executors import in_task as in_task
+from ._executors import processes as processes
+from ._executors import remote_traceback as remote_traceback
 from ._expr import Agent as Agent
 from ._expr import Parallel as Parallel
 from ._expr import Priority as Priority
@@ -31,44 +41,132 @@ from ._expr import lift as lift
 from ._expr import pure as pure
 from ._expr import succeed as succeed
 from ._expr import then as then
+from ._fanout import Confident as Confident
+from ._fanout import HasConfidence as HasConfidence
+from ._fanout import aggregate as aggregate
+from ._fanout import average_confidence as average_confidence
+from ._fanout import collect as collect
+from ._fanout import each as each
+from ._fanout import first_success as first_success
+from ._fanout import vote as vote
+from ._json import ForeignException as ForeignException
+from ._json import converter as converter
+from ._journal import Journal as Journal
+from ._journal import JournalMismatch as JournalMismatch
+from ._journal import JournalRecord as JournalRecord
+from ._journal import LeafContext as LeafContext
+from ._journal import Permanent as Permanent
+from ._journal import current_leaf as current_leaf
+from ._journal import versioned as versioned
 from ._limits import PriorityLimiter as PriorityLimiter
+from ._mermaid import Block as Block
+from ._mermaid import MermaidGraph as MermaidGraph
+from ._mermaid import to_mermaid as to_mermaid
 from ._observe import Event as Event
 from ._observe import EventKind as EventKind
 from ._observe import Observer as Observer
 from ._observe import Recorder as Recorder
 from ._observe import combine as combine
+from ._ray import RayCluster as RayCluster
+from ._ray import ray_cluster as ray_cluster
+from ._report import NodeReport as NodeReport
+from ._report import NodeStatus as NodeStatus
+from ._report import RunReport as RunReport
+from ._report import build_report as build_report
 from ._retry import Backoff as Backoff
 from ._retry import RetryAfter as RetryAfter
 from ._run import run as run
 from ._run import run_sync as run_sync
+from ._stream import Outcomes as Outcomes
+from ._stream import stream as stream
+from ._trace import trace_events as trace_events
+from ._trace import write_trace as write_trace
+from ._workflow import Node as Node
+from ._workflow import NodeCancelled as NodeCancelled
+from ._workflow import NodeFailed as NodeFailed
+from ._workflow import NodeOutcome as NodeOutcome
+from ._workflow import NodeSkipped as NodeSkipped
+from ._workflow import NodeSucceeded as NodeSucceeded
+from ._workflow import Workflow as Workflow
+from ._workflow import WorkflowFailed as WorkflowFailed
+from ._workflow import WorkflowResult as WorkflowResult
 
 __all__ = [
     "Agent",
     "AgentTypeError",
     "AllFailed",
     "Backoff",
+    "Block",
     "BuildError",
+    "Confident",
     "Crashed",
     "CycleError",
     "Event",
     "EventKind",
+    "Executor",
+    "ForeignException",
     "GaveUp",
+    "HasConfidence",
+    "Journal",
+    "JournalMismatch",
+    "JournalRecord",
+    "LeafContext",
+    "MermaidGraph",
+    "NoBranch",
     "NoMajority",
+    "Node",
+    "NodeCancelled",
+    "NodeFailed",
+    "NodeOutcome",
+    "NodeReport",
+    "NodeSkipped",
+    "NodeStatus",
+    "NodeSucceeded",
     "Observer",
+    "Outcomes",
     "Parallel",
+    "Permanent",
     "Priority",
     "PriorityLimiter",
+    "ProcessPool",
+    "RayCluster",
     "Recorder",
+    "RemoteError",
     "RetryAfter",
+    "RunReport",
     "TimedOut",
+    "Workflow",
+    "WorkflowFailed",
+    "WorkflowResult",
     "agent",
+    "aggregate",
+    "average_confidence",
     "both",
+    "build_report",
+    "collect",
     "combine",
+    "converter",
+    "current_leaf",
+    "each",
     "fail",
+    "first_success",
+    "in_task",
     "lift",
+    "processes",
     "pure",
+    "ray_cluster",
+    "remote_traceback",
+    "repeat",
     "run",
     "run_sync",
+    "stream",
     "succeed",
+    "switch",
     "then",
+    "to_mermaid",
+    "trace_events",
+    "versioned",
+    "vote",
+    "when",
+    "write_trace",
 ]

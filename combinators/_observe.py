@@ -10,6 +10,7 @@ unobserved run pays nothing.
 from __future__ import annotations
 
 import enum
+from contextvars import ContextVar
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -40,9 +41,14 @@ TERMINAL = frozenset({EventKind.SUCCEEDED, EventKind.FAILED, EventKind.TIMED_OUT
 class Event:
     """One thing that happened to the node at ``path`` at trio time ``time``.
 
-    ``kind_name`` is the node's kind (``leaf``, ``seq``, ``par``, ...);
-    ``attempt`` counts from 1 and grows with retries; ``error`` is set on
-    ``failed``, ``timed_out`` and ``retried``.
+    ``node`` is the node's kind (``leaf``, ``seq``, ``par``, ...);
+    ``attempt`` is the attempt of the nearest enclosing ``.retry()`` that
+    this run belongs to (1 outside any retry; on ``retried``, the attempt
+    that starts now, so 2 for the first retry); ``error`` is the
+    error value on ``failed``, ``timed_out`` and ``retried`` (on ``failed``
+    it may be the exception a buggy agent raised, which then propagates).
+    A node that runs several times (retries) emits a ``started`` and one
+    terminal event per run.
     """
 
     kind: EventKind
@@ -51,6 +57,11 @@ class Event:
     node: str = ""
     attempt: int = 1
     error: Any = None
+
+
+#: The attempt number of the nearest enclosing ``.retry()`` (1 outside any);
+#: set by the retry rule only when a run is observed.
+ATTEMPT: ContextVar[int] = ContextVar("combinators_attempt", default=1)
 
 
 class Observer(Protocol):
@@ -71,13 +82,27 @@ class Observers:
 
 
 def combine(*observers: Observer) -> Observer:
-    """One observer that forwards each event to all of ``observers``."""
+    """One observer that forwards each event to all of ``observers``.
+
+    >>> a, b = Recorder(), Recorder()
+    >>> both = combine(a, b)
+    >>> both(Event(EventKind.STARTED, "x", 0.0))
+    >>> len(a.events), len(b.events)
+    (1, 1)
+    """
     return Observers(tuple(observers))
 
 
 @attrs.define
 class Recorder:
-    """An observer that keeps every event in a list (tests, reports)."""
+    """An observer that keeps every event in a list (tests, reports).
+
+    >>> from combinators import pure, run_sync
+    >>> rec = Recorder()
+    >>> _ = run_sync(pure(abs).named("a"), -1, observer=rec)
+    >>> [(e.kind.value, e.path) for e in rec.events]
+    [('started', 'a'), ('succeeded', 'a')]
+    """
 
     events: list[Event] = attrs.Factory(list)
 
@@ -90,11 +115,16 @@ def observed(observer: Observer, node: Agent[Any, Any, Any], runner: Runner) -> 
     kind = node.kind
 
     async def run_observed(x: Any, path: str) -> Result[Any, Any]:
-        observer(Event(EventKind.STARTED, path, trio.current_time(), kind))
+        attempt = ATTEMPT.get()
+        observer(Event(EventKind.STARTED, path, trio.current_time(), kind, attempt))
         try:
             result = await runner(x, path)
+        except Exception as exc:
+            # A bug in an agent: the node failed (the exception propagates).
+            observer(Event(EventKind.FAILED, path, trio.current_time(), kind, attempt, exc))
+            raise
         except BaseException:
-            observer(Event(EventKind.CANCELLED, path, trio.current_time(), kind))
+            observer(Event(EventKind.CANCELLED, path, trio.current_time(), kind, attempt))
             raise
         if isinstance(result, Failure):
             error = result.failure()
@@ -103,9 +133,9 @@ def observed(observer: Observer, node: Agent[Any, Any, Any], runner: Runner) -> 
                 if isinstance(error, TimedOut) and error.path == path
                 else EventKind.FAILED
             )
-            observer(Event(terminal, path, trio.current_time(), kind, error=error))
+            observer(Event(terminal, path, trio.current_time(), kind, attempt, error))
         else:
-            observer(Event(EventKind.SUCCEEDED, path, trio.current_time(), kind))
+            observer(Event(EventKind.SUCCEEDED, path, trio.current_time(), kind, attempt))
         return result
 
     run_observed._observed = True  # type: ignore[attr-defined]

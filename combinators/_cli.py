@@ -1,0 +1,278 @@
+"""The command line: ``python -m combinators run MODULE:ATTR --input JSON``.
+
+``run`` imports ``MODULE`` (from the current directory too), takes the agent
+at ``ATTR``, turns the ``--input`` JSON into the agent's input type with the
+cattrs :data:`~combinators.converter`, runs the agent with a live progress
+display on stderr (when stderr is a terminal and ``rich`` is installed),
+and prints the success value as JSON on stdout.
+
+The input type is ``--input-type MODULE:NAME`` when given; otherwise the
+annotation of the first parameter of the leftmost leaf's function (the leaf
+that receives the run's input), mapped up through any node class on the way
+that defines ``_input_type(self, inner_type)`` (and ``each``, which turns
+``T`` into ``list[T]``); ``Any`` (the JSON as is) when there is none.
+
+Exit status: 0 success; 1 the agent failed (the error value, as JSON, is
+printed on stderr); 2 bad usage (bad ``MODULE:ATTR``, input JSON that is
+not JSON or does not fit the input type); 3 an agent raised an exception
+(a bug: the traceback is printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import importlib
+import inspect
+import json
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import Any, TextIO, get_type_hints
+
+import trio
+from returns.result import Success
+
+from ._expr import Agent, Leaf
+from ._json import converter, error_message
+from ._mermaid import to_mermaid
+from ._observe import TERMINAL, Event, EventKind, Observer, Recorder, combine
+from ._report import build_report
+from ._run import run
+from ._trace import write_trace
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_CRASHED = 3
+
+
+class UsageError(Exception):
+    """Bad command-line input; the message is printed as is."""
+
+
+def load_object(spec: str) -> object:
+    """The object named by ``MODULE:ATTR`` (``ATTR`` may be dotted)."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        msg = f"expected MODULE:ATTR (like examples.pipeline:pipeline), got {spec!r}"
+        raise UsageError(msg)
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and module_name.startswith(exc.name):
+            msg = f"cannot import module {module_name!r}: {exc}"
+            raise UsageError(msg) from exc
+        raise
+    obj: object = module
+    done = module_name
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            msg = f"module {module_name!r} has no attribute {attr!r} ({done!r} has no {part!r})"
+            raise UsageError(msg)
+        obj = getattr(obj, part)
+        done += ("." if done != module_name else ":") + part
+    return obj
+
+
+def load_agent(spec: str) -> Agent[Any, Any, Any]:
+    """The agent named by ``MODULE:ATTR``, or a :class:`UsageError`."""
+    obj = load_object(spec)
+    if not isinstance(obj, Agent):
+        hint = "; wrap a function with agent(), lift() or pure()" if callable(obj) else ""
+        msg = f"{spec} is a {type(obj).__name__}, not an Agent{hint}"
+        raise UsageError(msg)
+    return obj
+
+
+def _first_param_type(fn: Any) -> Any:
+    target = fn if inspect.isfunction(fn) or inspect.ismethod(fn) else getattr(fn, "__call__", fn)  # noqa: B004
+    try:
+        params = list(inspect.signature(target).parameters.values())
+        hints = get_type_hints(target)
+    except (TypeError, ValueError, NameError):
+        return Any
+    if not params:
+        return Any
+    return hints.get(params[0].name, Any)
+
+
+def input_type(agent: Agent[Any, Any, Any]) -> Any:
+    """The type of the run's input, from the leftmost leaf (see the module doc)."""
+    spine: list[Agent[Any, Any, Any]] = []
+    node = agent
+    while True:
+        spine.append(node)
+        kids = node.children()
+        if isinstance(node, Leaf) or not kids:
+            break
+        node = kids[0]
+    tp: Any = _first_param_type(node.fn) if isinstance(node, Leaf) else Any
+    for parent in reversed(spine[:-1]):
+        hook = getattr(parent, "_input_type", None)
+        if callable(hook):
+            tp = hook(tp)
+        elif parent.kind == "each":
+            tp = list[tp]
+    return tp
+
+
+def parse_input(text: str, tp: Any) -> Any:
+    """The ``--input`` JSON structured as ``tp``, or a :class:`UsageError`."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        msg = f"--input is not valid JSON ({exc}): {text!r}"
+        raise UsageError(msg) from exc
+    try:
+        return converter.structure(data, tp)
+    except Exception as exc:
+        name = getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+        msg = f"input does not fit {name}: {error_message(exc)}"
+        raise UsageError(msg) from exc
+
+
+class _Progress:
+    """A rich live display of the run: leaves done out of leaves in the tree."""
+
+    def __init__(self, agent: Agent[Any, Any, Any], stream: TextIO) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self._total = sum(1 for n in agent.walk() if not n.children())
+        self._done = 0
+        self._running: dict[str, None] = {}
+        self._progress = Progress(
+            SpinnerColumn(),
+            TextColumn("[bold]{task.fields[name]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.description}"),
+            console=Console(file=stream),
+            transient=True,
+        )
+        self._task = self._progress.add_task("", total=self._total, name=agent.name)
+
+    def __enter__(self) -> _Progress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def __call__(self, event: Event) -> None:
+        if event.node not in ("leaf", "const"):
+            return
+        if event.kind is EventKind.STARTED:
+            self._running[event.path] = None
+        elif event.kind in TERMINAL:
+            self._running.pop(event.path, None)
+            self._done += 1
+        now = next(reversed(self._running), "") if self._running else ""
+        self._progress.update(
+            self._task,
+            completed=self._done,
+            total=max(self._total, self._done),
+            description=f"{len(self._running)} running {now}",
+        )
+
+
+def _run_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    agent = load_agent(args.target)
+    if args.input_type is not None:
+        tp = load_object(args.input_type)
+    else:
+        tp = input_type(agent)
+    text = sys.stdin.read() if args.input == "-" else args.input
+    x = parse_input(text, tp)
+    if args.mermaid:
+        stderr.write(to_mermaid(agent))
+    recorder = Recorder()
+    show = not args.no_progress and stderr.isatty()
+    progress = _rich_progress(agent, stderr) if show else None
+    observer: Observer = recorder if progress is None else combine(recorder, progress)
+    crashed: BaseException | None = None
+    result = None
+    try:
+        if progress is not None:
+            with progress:
+                result = trio.run(
+                    functools.partial(run, agent, x, observer=observer, max_concurrency=args.max_concurrency)
+                )
+        else:
+            result = trio.run(
+                functools.partial(run, agent, x, observer=observer, max_concurrency=args.max_concurrency)
+            )
+    except Exception as exc:
+        crashed = exc
+    if args.trace is not None:
+        write_trace(recorder.events, args.trace)
+    if args.report:
+        stderr.write(build_report(recorder.events).table() + "\n")
+    if crashed is not None:
+        stderr.write("".join(traceback.format_exception(crashed)))
+        stderr.write(f"error: {agent.name} raised {type(crashed).__name__}: {crashed}\n")
+        return EXIT_CRASHED
+    assert result is not None
+    if isinstance(result, Success):
+        stdout.write(json.dumps(converter.unstructure(result.unwrap()), indent=2) + "\n")
+        return EXIT_OK
+    error = result.failure()
+    data = json.dumps(converter.unstructure(error), default=repr)
+    stderr.write(f"error: {agent.name} failed with {type(error).__name__}: {data}\n")
+    return EXIT_FAILED
+
+
+def _rich_progress(agent: Agent[Any, Any, Any], stream: TextIO) -> _Progress | None:
+    try:
+        return _Progress(agent, stream)
+    except ImportError:  # rich is the optional ``cli`` extra
+        return None
+
+
+def _mermaid_command(args: argparse.Namespace, stdout: TextIO) -> int:
+    stdout.write(to_mermaid(load_agent(args.target)))
+    return EXIT_OK
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m combinators``."""
+    p = argparse.ArgumentParser(prog="python -m combinators", description="Run and inspect combinators agents.")
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="run an agent on one input and print its result as JSON")
+    r.add_argument("target", metavar="MODULE:ATTR", help="the agent, e.g. examples.pipeline:pipeline")
+    r.add_argument("--input", required=True, metavar="JSON", help="the input as JSON ('-' reads stdin)")
+    r.add_argument("--input-type", metavar="MODULE:NAME", help="the input's type (default: from the first leaf)")
+    r.add_argument("--trace", metavar="FILE", help="write a Chrome/Perfetto trace JSON to FILE")
+    r.add_argument("--report", action="store_true", help="print the run report table on stderr")
+    r.add_argument("--mermaid", action="store_true", help="print the Mermaid drawing of the agent on stderr")
+    r.add_argument("--max-concurrency", type=int, default=None, metavar="N", help="at most N leaves at once")
+    r.add_argument("--no-progress", action="store_true", help="no live progress display")
+    m = sub.add_parser("mermaid", help="print the Mermaid drawing of an agent")
+    m.add_argument("target", metavar="MODULE:ATTR")
+    return p
+
+
+def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    out = sys.stdout if stdout is None else stdout
+    err = sys.stderr if stderr is None else stderr
+    args = parser().parse_args(argv)
+    try:
+        if args.command == "mermaid":
+            return _mermaid_command(args, out)
+        return _run_command(args, out, err)
+    except UsageError as exc:
+        err.write(f"error: {exc}\n")
+        return EXIT_USAGE

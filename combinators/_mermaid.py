@@ -1,0 +1,322 @@
+"""Draw an expression tree as a Mermaid flowchart.
+
+:func:`to_mermaid` reads the tree only (nothing runs).  Leaves are boxes,
+``>>`` is an arrow, a parallel group is a box of side-by-side branches, a
+fallback is a dotted ``on failure`` arrow, and the wrappers (``timeout``,
+``retry``, ``limit``, ``priority``, ``rate``, a named sequence) are labelled
+boxes (Mermaid *subgraphs*) around what they wrap.
+
+Node kinds this module does not know are drawn generically from
+``agent.kind``, ``agent.name`` and ``agent.children()``: a labelled box
+around the children, side by side.  A node class draws itself instead by
+defining a ``_mermaid(self, graph: MermaidGraph) -> Block`` method (see
+:class:`MermaidDrawable`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import attrs
+
+from ._expr import (
+    Agent,
+    Const,
+    Fallback,
+    Leaf,
+    Limit,
+    MapError,
+    Parallel,
+    Prioritized,
+    Rate,
+    Recover,
+    Retry,
+    Then,
+    Timeout,
+    Transform,
+    _fn_name,
+)
+
+Shape = Literal["box", "round", "stadium", "hexagon", "parallelogram", "circle", "diamond"]
+EdgeStyle = Literal["solid", "dotted", "thick"]
+
+_SHAPES: dict[str, tuple[str, str]] = {
+    "box": ("[", "]"),
+    "round": ("(", ")"),
+    "stadium": ("([", "])"),
+    "hexagon": ("{{", "}}"),
+    "parallelogram": ("[/", "/]"),
+    "circle": ("((", "))"),
+    "diamond": ("{", "}"),
+}
+
+
+@attrs.frozen
+class Block:
+    """A drawn agent: the Mermaid ids its input flows into and its outcome leaves from.
+
+    ``exits`` are where a success leaves (the next step of a ``>>`` is
+    linked from them); ``failures`` are where a failure leaves (a
+    ``fallback`` or ``recover`` is linked from them), the same as
+    ``exits`` unless given.
+    """
+
+    entries: tuple[str, ...]
+    exits: tuple[str, ...]
+    failures: tuple[str, ...] | None = None
+
+    @property
+    def failure_exits(self) -> tuple[str, ...]:
+        """Where a failure leaves this block."""
+        return self.exits if self.failures is None else self.failures
+
+
+@runtime_checkable
+class MermaidDrawable(Protocol):
+    """A node class that draws itself (the hook :func:`to_mermaid` looks for).
+
+    ``_mermaid`` adds nodes, edges and subgraphs through ``graph`` (drawing
+    its children with ``graph.draw(child)``) and returns the block's
+    entries and exits, which the caller connects to its neighbours.
+    """
+
+    def _mermaid(self, graph: MermaidGraph) -> Block: ...
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace('"', "#quot;").replace("\n", " ") + '"'
+
+
+class MermaidGraph:
+    """The drawing being built; passed to ``_mermaid`` hooks."""
+
+    def __init__(self, direction: str = "LR") -> None:
+        self._lines: list[str] = [f"flowchart {direction}"]
+        self._edges: list[str] = []
+        self._depth = 1
+        self._count = 0
+
+    def _id(self, prefix: str) -> str:
+        self._count += 1
+        return f"{prefix}{self._count}"
+
+    def node(self, text: str, shape: Shape = "box") -> str:
+        """Add a node showing ``text``; returns its Mermaid id."""
+        nid = self._id("n")
+        left, right = _SHAPES[shape]
+        self._lines.append("  " * self._depth + f"{nid}{left}{_quote(text)}{right}")
+        return nid
+
+    def edge(self, src: str, dst: str, label: str | None = None, style: EdgeStyle = "solid") -> None:
+        """Add an arrow between two node ids."""
+        arrow = {"solid": "-->", "dotted": "-.->", "thick": "==>"}[style]
+        if label is None:
+            self._edges.append(f"  {src} {arrow} {dst}")
+        elif style == "dotted":
+            self._edges.append(f"  {src} -. {_quote(label)} .-> {dst}")
+        elif style == "thick":
+            self._edges.append(f"  {src} == {_quote(label)} ==> {dst}")
+        else:
+            self._edges.append(f"  {src} -- {_quote(label)} --> {dst}")
+
+    def link(
+        self,
+        src: Block,
+        dst: Block,
+        label: str | None = None,
+        style: EdgeStyle = "solid",
+        *,
+        on_failure: bool = False,
+    ) -> None:
+        """Arrows from every exit (or failure exit) of ``src`` to every entry of ``dst``."""
+        for a in src.failure_exits if on_failure else src.exits:
+            for b in dst.entries:
+                self.edge(a, b, label, style)
+
+    @contextmanager
+    def subgraph(self, title: str) -> Iterator[str]:
+        """A labelled box; nodes added inside the ``with`` belong to it."""
+        sid = self._id("s")
+        self._lines.append("  " * self._depth + f"subgraph {sid}[{_quote(title)}]")
+        self._depth += 1
+        try:
+            yield sid
+        finally:
+            self._depth -= 1
+            self._lines.append("  " * self._depth + "end")
+
+    def draw(self, agent: Agent[Any, Any, Any]) -> Block:
+        """Draw ``agent`` (and everything below it); returns its block."""
+        hook = getattr(type(agent), "_mermaid", None)
+        if hook is not None:
+            block: Block = hook(agent, self)
+            return block
+        for cls, rule in _RULES.items():
+            if type(agent) is cls:
+                return rule(self, agent)
+        return _draw_generic(self, agent)
+
+    def text(self) -> str:
+        """The Mermaid source: node and subgraph declarations, then edges."""
+        return "\n".join(self._lines + self._edges) + "\n"
+
+
+def to_mermaid(agent: Agent[Any, Any, Any], *, direction: str = "LR") -> str:
+    """A Mermaid ``flowchart`` of the tree under ``agent``.
+
+    >>> from combinators import pure
+    >>> print(to_mermaid(pure(abs) >> pure(str)), end="")
+    flowchart LR
+      n1["abs"]
+      n2["str"]
+      n1 --> n2
+    """
+    if not isinstance(agent, Agent):
+        msg = f"to_mermaid() expects an Agent, got {type(agent).__name__} {agent!r}"
+        raise TypeError(msg)
+    if direction not in ("LR", "RL", "TB", "TD", "BT"):
+        msg = f"to_mermaid(): direction must be LR, RL, TB, TD or BT, got {direction!r}"
+        raise ValueError(msg)
+    graph = MermaidGraph(direction)
+    graph.draw(agent)
+    return graph.text()
+
+
+# --------------------------------------------------------------------------
+# Rules for the core node kinds
+
+
+def _title(node: Agent[Any, Any, Any], what: str) -> str:
+    return what if node.label is None else f"{node.label}: {what}"
+
+
+def _draw_leaf(g: MermaidGraph, node: Agent[Any, Any, Any]) -> Block:
+    nid = g.node(node.name, "stadium" if isinstance(node, Const) else "box")
+    return Block((nid,), (nid,))
+
+
+def _chain_steps(node: Then[Any, Any, Any]) -> list[Agent[Any, Any, Any]]:
+    """The steps of a ``>>`` chain, left to right; named inner chains stay whole."""
+    steps: list[Agent[Any, Any, Any]] = []
+    stack: list[Agent[Any, Any, Any]] = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, Then) and (item is node or item.label is None):
+            stack.append(item.second)
+            stack.append(item.first)
+        else:
+            steps.append(item)
+    return steps
+
+
+def _draw_seq(g: MermaidGraph, node: Then[Any, Any, Any]) -> Block:
+    def body() -> Block:
+        blocks: list[Block] = []
+        for step in _chain_steps(node):
+            blocks.append(g.draw(step))
+            if len(blocks) > 1:
+                g.link(blocks[-2], blocks[-1])
+        failures = tuple(f for b in blocks for f in b.failure_exits)
+        return Block(blocks[0].entries, blocks[-1].exits, failures)
+
+    if node.label is None:
+        return body()
+    with g.subgraph(node.label):
+        return body()
+
+
+def _draw_par(g: MermaidGraph, node: Parallel[Any, Any, Any]) -> Block:
+    with g.subgraph(node.label or "parallel"):
+        blocks = [g.draw(op) for op in node.operands]
+    return _side_by_side(blocks)
+
+
+def _side_by_side(blocks: list[Block]) -> Block:
+    return Block(
+        tuple(e for b in blocks for e in b.entries),
+        tuple(e for b in blocks for e in b.exits),
+        tuple(e for b in blocks for e in b.failure_exits),
+    )
+
+
+def _draw_fallback(g: MermaidGraph, node: Fallback[Any, Any, Any]) -> Block:
+    def body() -> Block:
+        primary = g.draw(node.primary)
+        backup = g.draw(node.backup)
+        g.link(primary, backup, "on failure", "dotted", on_failure=True)
+        return Block(primary.entries, primary.exits + backup.exits, backup.failure_exits)
+
+    if node.label is None:
+        return body()
+    with g.subgraph(_title(node, "fallback")):
+        return body()
+
+
+def _wrapped(title: Callable[[Any], str]) -> Callable[[MermaidGraph, Any], Block]:
+    def draw(g: MermaidGraph, node: Any) -> Block:
+        with g.subgraph(_title(node, title(node))):
+            return g.draw(node.inner)
+
+    return draw
+
+
+def _seconds(s: float) -> str:
+    return f"{s:g}s"
+
+
+def _draw_step(what: str) -> Callable[[MermaidGraph, Any], Block]:
+    def draw(g: MermaidGraph, node: Any) -> Block:
+        inner = g.draw(node.inner)
+        step = g.node(f"{what}: {_fn_name(node.f)}", "parallelogram")
+        here = Block((step,), (step,))
+        if what == "transform":
+            g.link(inner, here)
+            return Block(inner.entries, (step,), inner.failure_exits)
+        g.link(inner, here, "on failure", "dotted", on_failure=True)
+        if what == "map_error":
+            return Block(inner.entries, inner.exits, (step,))
+        return Block(inner.entries, inner.exits + (step,), ())  # recover: never fails
+
+    return draw
+
+
+def _retry_title(node: Retry[Any, Any, Any]) -> str:
+    text = f"retry up to {node.times}x"
+    if node.deadline is not None:
+        text += f" within {_seconds(node.deadline)}"
+    return text
+
+
+def _rate_title(node: Rate[Any, Any, Any]) -> str:
+    return f"rate {node.calls:g} per {_seconds(node.per)}"
+
+
+_RULES: dict[type[Any], Callable[[MermaidGraph, Any], Block]] = {
+    Leaf: _draw_leaf,
+    Const: _draw_leaf,
+    Then: _draw_seq,
+    Parallel: _draw_par,
+    Fallback: _draw_fallback,
+    Timeout: _wrapped(lambda n: f"timeout {_seconds(n.seconds)}"),
+    Retry: _wrapped(_retry_title),
+    Limit: _wrapped(lambda n: f"limit {n.n}"),
+    Prioritized: _wrapped(lambda n: f"priority {n.value.name}"),
+    Rate: _wrapped(_rate_title),
+    Transform: _draw_step("transform"),
+    MapError: _draw_step("map_error"),
+    Recover: _draw_step("recover"),
+}
+
+
+def _draw_generic(g: MermaidGraph, node: Agent[Any, Any, Any]) -> Block:
+    """A node kind without a rule: a box, or a labelled box around its children."""
+    kids = node.children()
+    title = node.kind if node.name == node.kind else f"{node.kind}: {node.name}"
+    if not kids:
+        nid = g.node(title, "box")
+        return Block((nid,), (nid,))
+    with g.subgraph(title):
+        blocks = [g.draw(k) for k in kids]
+    return _side_by_side(blocks)

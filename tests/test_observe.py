@@ -1,0 +1,224 @@
+"""Events: every node run starts once and ends once; retries are counted."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+from hypothesis import given, settings
+from returns.result import Failure, Result, Success
+
+from combinators import (
+    Backoff,
+    Event,
+    EventKind,
+    Recorder,
+    agent,
+    combine,
+    fail,
+    pure,
+    run,
+    succeed,
+)
+from combinators._observe import TERMINAL, emit
+from combinators._run import compile_tree
+from observe_trees import Clocks, Spec, build, trees
+
+
+def run_recorded(spec: Spec) -> tuple[Result[Any, Any], list[Event], Clocks, float, float]:
+    """Run the tree of ``spec`` under a MockClock; events, leaf clocks, start and end."""
+    clocks = Clocks()
+    tree = build(spec, clocks)
+    rec = Recorder()
+    times: list[float] = []
+
+    async def main() -> Result[Any, Any]:
+        times.append(trio.current_time())
+        result = await run(tree, 0, observer=rec)
+        times.append(trio.current_time())
+        return result
+
+    result = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    return result, rec.events, clocks, times[0], times[1]
+
+
+def check_started_then_one_terminal(events: list[Event]) -> dict[str, list[Event]]:
+    by_path: dict[str, list[Event]] = defaultdict(list)
+    for e in events:
+        if e.kind is not EventKind.RETRIED:
+            by_path[e.path].append(e)
+    for path, evs in by_path.items():
+        kinds = [e.kind for e in evs]
+        assert kinds[0::2] == [EventKind.STARTED] * len(kinds[0::2]), (path, kinds)
+        assert all(k in TERMINAL for k in kinds[1::2]), (path, kinds)
+        assert len(kinds) % 2 == 0, (path, kinds)
+        times = [e.time for e in evs]
+        assert times == sorted(times), (path, times)
+    return by_path
+
+
+@settings(max_examples=150, deadline=None)
+@given(trees)
+def test_every_start_has_exactly_one_terminal_event(spec: Spec) -> None:
+    result, events, _, t0, t1 = run_recorded(spec)
+    by_path = check_started_then_one_terminal(events)
+    root = by_path["root"]
+    assert [e.kind for e in root] == [
+        EventKind.STARTED,
+        EventKind.SUCCEEDED if isinstance(result, Success) else EventKind.FAILED,
+    ] or (root[-1].kind is EventKind.TIMED_OUT and isinstance(result, Failure))
+    assert root[0].time == t0 and root[-1].time == t1
+
+
+@settings(max_examples=150, deadline=None)
+@given(trees)
+def test_retried_events_match_attempts(spec: Spec) -> None:
+    _, events, _, _, _ = run_recorded(spec)
+    starts: dict[str, int] = defaultdict(int)
+    retried: dict[str, list[int]] = defaultdict(list)
+    retry_paths = set()
+    for e in events:
+        if e.kind is EventKind.STARTED:
+            starts[e.path] += 1
+            if e.node == "retry":
+                retry_paths.add(e.path)
+        elif e.kind is EventKind.RETRIED:
+            retried[e.path].append(e.attempt)
+    for path in retry_paths:
+        (child,) = [p for p in starts if p.startswith(path + "/") and "/" not in p[len(path) + 1 :]]
+        # Each run of the retry node runs its child once, plus once per retry.
+        assert starts[child] == starts[path] + len(retried[path]), (path, child)
+        # Attempt numbers count up from 2 within each run of the retry node.
+        attempts = retried[path]
+        for i, a in enumerate(attempts):
+            assert a == 2 or (i > 0 and a == attempts[i - 1] + 1)
+        # The child's runs carry their attempt: 1, 2, ... within each run of the retry node.
+        child_attempts = [e.attempt for e in events if e.path == child and e.kind is EventKind.STARTED]
+        assert child_attempts.count(1) == starts[path]
+        assert sorted(a for a in child_attempts if a > 1) == sorted(attempts)
+        for i, a in enumerate(child_attempts):
+            assert a == 1 or child_attempts[i - 1] == a - 1
+    assert set(retried) <= retry_paths
+    # A terminal event carries the attempt of its start.
+    open_: dict[str, int] = {}
+    for e in events:
+        if e.kind is EventKind.STARTED:
+            open_[e.path] = e.attempt
+        elif e.kind in TERMINAL:
+            assert open_.pop(e.path) == e.attempt
+
+
+@settings(max_examples=100, deadline=None)
+@given(trees)
+def test_leaf_event_times_are_the_clock_times(spec: Spec) -> None:
+    _, events, clocks, _, _ = run_recorded(spec)
+    seen: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    open_: dict[str, float] = {}
+    for e in events:
+        if e.node != "leaf":
+            continue
+        name = e.path.rsplit("/", 1)[-1]
+        if e.kind is EventKind.STARTED:
+            open_[name] = e.time
+        elif e.kind in TERMINAL:
+            seen[name].append((open_.pop(name), e.time))
+    assert dict(seen) == clocks.runs
+
+
+async def test_timeout_emits_timed_out_and_cancels_inside(autojump_clock: trio.testing.MockClock) -> None:
+    @agent
+    async def slow(x: int) -> Result[int, str]:
+        await trio.sleep(5)
+        return Success(x)
+
+    rec = Recorder()
+    result = await run(slow.timeout(1).named("t"), 1, observer=rec)
+    assert isinstance(result, Failure)
+    assert [(e.kind, e.path, e.time) for e in rec.events] == [
+        (EventKind.STARTED, "t", 0.0),
+        (EventKind.STARTED, "t/slow", 0.0),
+        (EventKind.CANCELLED, "t/slow", 1.0),
+        (EventKind.TIMED_OUT, "t", 1.0),
+    ]
+    assert rec.events[-1].error == result.failure()
+
+
+async def test_retry_events_carry_attempt_and_error(autojump_clock: trio.testing.MockClock) -> None:
+    calls = 0
+
+    @agent
+    async def flaky(x: int) -> Result[int, str]:
+        nonlocal calls
+        calls += 1
+        await trio.sleep(1)
+        return Success(x) if calls == 3 else Failure(f"try {calls}")
+
+    rec = Recorder()
+    tree = flaky.retry(3, backoff=Backoff(base=2, factor=1)).named("r")
+    assert await run(tree, 7, observer=rec) == Success(7)
+    retried = [(e.attempt, e.error, e.time) for e in rec.events if e.kind is EventKind.RETRIED]
+    assert retried == [(2, "try 1", 3.0), (3, "try 2", 6.0)]
+    starts = [(e.time, e.attempt) for e in rec.events if e.path == "r/flaky" and e.kind is EventKind.STARTED]
+    assert starts == [(0, 1), (3, 2), (6, 3)]
+    assert [e.attempt for e in rec.events if e.path == "r"] == [1, 2, 3, 1]
+
+
+async def test_a_bug_is_a_failed_event_and_siblings_are_cancelled(autojump_clock: trio.testing.MockClock) -> None:
+    def boom(x: int) -> int:
+        raise ZeroDivisionError("no")
+
+    @agent
+    async def slow(x: int) -> Result[int, str]:
+        await trio.sleep(5)
+        return Success(x)
+
+    rec = Recorder()
+    with pytest.raises(ZeroDivisionError):
+        await run((pure(boom) | slow).named("g"), 1, observer=rec)
+    kinds = {(e.path, e.kind) for e in rec.events if e.kind is not EventKind.STARTED}
+    assert ("g/boom", EventKind.FAILED) in kinds
+    assert ("g/slow", EventKind.CANCELLED) in kinds
+    failed = next(e for e in rec.events if e.path == "g/boom" and e.kind is EventKind.FAILED)
+    assert isinstance(failed.error, ZeroDivisionError)
+
+
+async def test_combined_observers_each_see_every_event() -> None:
+    a, b = Recorder(), Recorder()
+    tree = (succeed(1) >> pure(str)).named("p")
+    await run(tree, None, observer=combine(a, b))
+    assert a.events == b.events
+    assert [e.path for e in a.events] == ["p", "p/succeed", "p/succeed", "p/str", "p/str", "p"]
+
+
+async def test_failure_event_holds_the_error() -> None:
+    rec = Recorder()
+    result = await run(fail("nope").named("f"), 0, observer=rec)
+    assert result == Failure("nope")
+    assert [(e.kind, e.error) for e in rec.events] == [(EventKind.STARTED, None), (EventKind.FAILED, "nope")]
+
+
+def test_no_observer_means_no_wrapping() -> None:
+    def neg(x: int) -> int:
+        return -x
+
+    tree = pure(neg) >> pure(str)
+    bare = compile_tree(tree)
+    watched = compile_tree(tree, observer=Recorder())
+    assert not getattr(bare, "_observed", False)
+    assert getattr(watched, "_observed", False)
+
+
+def test_emit_without_observer_does_nothing() -> None:
+    emit(None, EventKind.RETRIED, "x")  # no trio needed: nothing happens
+
+
+@pytest.mark.parametrize("module", ["_observe", "_report", "_trace", "_mermaid", "_json", "otel"])
+def test_doctests(module: str) -> None:
+    import doctest
+    import importlib
+
+    failed, attempted = doctest.testmod(importlib.import_module(f"combinators.{module}"))
+    assert failed == 0 and attempted > 0

@@ -1,0 +1,151 @@
+"""The run report: per-node status, attempts and times, the critical path, the table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+from hypothesis import given, settings
+from returns.result import Failure, Result, Success
+
+from combinators import (
+    Backoff,
+    NodeStatus,
+    Recorder,
+    RunReport,
+    agent,
+    build_report,
+    run,
+)
+from observe_trees import LeafSpec, Spec, trees
+from test_observe import run_recorded
+
+
+def _has_retry(spec: Spec) -> bool:
+    if isinstance(spec, LeafSpec):
+        return False
+    return spec.op == "retry" or any(_has_retry(c) for c in spec.children)
+
+
+@settings(max_examples=150, deadline=None)
+@given(trees)
+def test_report_times_are_the_clock_times(spec: Spec) -> None:
+    result, events, clocks, t0, t1 = run_recorded(spec)
+    report = build_report(events)
+    root = report["root"]
+    assert (root.start, root.end) == (t0, t1)
+    assert report.duration == t1 - t0
+    assert root.status is (NodeStatus.SUCCEEDED if isinstance(result, Success) else root.status)
+    if isinstance(result, Failure):
+        assert root.status in (NodeStatus.FAILED, NodeStatus.TIMED_OUT)
+    for node in report.nodes:
+        name = node.path.rsplit("/", 1)[-1]
+        runs = clocks.runs.get(name)
+        if node.kind == "leaf":
+            assert runs is not None
+            assert node.attempts == len(runs)
+            assert node.start == runs[0][0]
+            assert node.end == runs[-1][1]
+            assert node.duration == runs[-1][1] - runs[0][0]
+        assert node.end is not None and node.status is not NodeStatus.RUNNING
+        assert (node.error is None) == (node.status in (NodeStatus.SUCCEEDED, NodeStatus.CANCELLED))
+
+
+@settings(max_examples=150, deadline=None)
+@given(trees)
+def test_critical_path_is_ordered_and_adds_up(spec: Spec) -> None:
+    _, events, _, t0, t1 = run_recorded(spec)
+    report = build_report(events)
+    path = [report[p] for p in report.critical_path]
+    assert path
+    for a, b in zip(path, path[1:], strict=False):
+        assert a.end is not None and b.start >= a.end
+    if not _has_retry(spec):
+        # Without backoff waits, time is always spent in some node.
+        assert sum(n.duration or 0.0 for n in path) == t1 - t0
+
+
+async def test_critical_path_of_a_small_pipeline(autojump_clock: trio.testing.MockClock) -> None:
+    def sleeper(name: str, seconds: float) -> Any:
+        async def step(x: int) -> Result[int, str]:
+            await trio.sleep(seconds)
+            return Success(x)
+
+        return agent(step).named(name)
+
+    tree = (sleeper("fetch", 1) >> (sleeper("fast", 2) | sleeper("slow", 3)).transform(sum) >> sleeper("save", 1)).named("p")
+    rec = Recorder()
+    await run(tree, 1, observer=rec)
+    report = build_report(rec.events)
+    assert report.critical_path == ("p/fetch", "p/par/slow", "p/save")
+    assert report.duration == 5
+    assert [n.path for n in report.nodes] == ["p", "p/fetch", "p/par", "p/par/fast", "p/par/slow", "p/save"]
+    table = report.table()
+    lines = table.splitlines()
+    assert lines[0].split() == ["node", "kind", "status", "tries", "start", "end", "took", "error"]
+    assert any(line.startswith("*     slow") and "3.000" in line for line in lines), table
+    assert lines[-1] == "total 5.000s; * critical path: p/fetch > p/par/slow > p/save"
+
+
+async def test_report_counts_attempts_and_keeps_the_last_error(autojump_clock: trio.testing.MockClock) -> None:
+    calls = 0
+
+    @agent
+    async def flaky(x: int) -> Result[int, str]:
+        nonlocal calls
+        calls += 1
+        await trio.sleep(1)
+        return Failure(f"attempt {calls} failed")
+
+    rec = Recorder()
+    tree = flaky.retry(2, backoff=Backoff(base=1, factor=1)).named("r")
+    assert await run(tree, 1, observer=rec) == Failure("attempt 3 failed")
+    report = build_report(rec.events)
+    assert report["r/flaky"].attempts == 3
+    assert report["r"].retries == 2
+    assert report["r"].attempts == 1
+    assert report["r/flaky"].error == repr("attempt 3 failed")
+    assert report["r/flaky"].status is NodeStatus.FAILED
+    assert (report["r"].start, report["r"].end) == (0, 5)
+    assert "attempt 3 failed" in report.table()
+
+
+def test_report_of_no_events_is_empty() -> None:
+    report = build_report([])
+    assert report == RunReport((), ())
+    assert report.duration is None
+    assert report.table().splitlines()[0].startswith("node")
+
+
+def test_a_node_still_running_has_no_end() -> None:
+    from combinators import Event, EventKind
+
+    events = [Event(EventKind.STARTED, "p", 0.0, "seq"), Event(EventKind.STARTED, "p/a", 1.0, "leaf")]
+    report = build_report(events)
+    assert report["p/a"].status is NodeStatus.RUNNING
+    assert report["p/a"].end is None and report["p/a"].duration is None
+    assert report.critical_path == ("p",)
+
+
+def test_unknown_path_is_a_key_error() -> None:
+    with pytest.raises(KeyError, match="no node with path 'x'"):
+        build_report([])["x"]
+
+
+
+
+
+def test_the_observe_example_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from examples.observe_run import main
+
+    trace_file = tmp_path / "trace.json"
+    report = main("MSFT", trace_file)
+    out = capsys.readouterr().out
+    assert report.duration == pytest.approx(0.17)
+    assert report.critical_path == ("analyze/retry/fetch_quote", "analyze/analyses/par/quality")
+    assert "flowchart LR" in out and '"success"' in out
+    assert json.loads(trace_file.read_text())["traceEvents"]
