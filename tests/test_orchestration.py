@@ -1,0 +1,592 @@
+"""The object-style API: each feature gives the same result, in the same trio
+time, as the combinator tree it stands for; bad input is refused clearly."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from returns.result import Failure, Result, Success
+
+from combinators import (
+    Agent,
+    AllFailed,
+    BuildError,
+    Confident,
+    CycleError,
+    NoMajority,
+    Priority,
+    TimedOut,
+    Workflow,
+    agent,
+    aggregate,
+    average_confidence,
+    collect,
+    fail,
+    first_success,
+    pure,
+    run,
+    stream,
+    succeed,
+    switch,
+    vote,
+)
+from combinators.orchestration import (
+    AgentChain,
+    AgentTask,
+    AverageConfidenceAggregator,
+    ChainOutcome,
+    CustomAggregator,
+    FirstSuccessfulAggregator,
+    HierarchicalOrchestrator,
+    MajorityVoteAggregator,
+    NodeCancelled,
+    NodeSkipped,
+    OrchestratorNode,
+    ParallelOrchestrator,
+    SequentialOrchestrator,
+    StepFailure,
+    TaskPriority,
+)
+
+
+def slow(name: str, seconds: float, *, error: str | None = None, log: list[str] | None = None) -> Agent[object, str, str]:
+    """An agent that takes ``seconds`` of trio time and succeeds with ``f"{name}({x})"``."""
+
+    async def work(x: object) -> Result[str, str]:
+        if log is not None:
+            log.append(name)
+        await trio.sleep(seconds)
+        if error is not None:
+            return Failure(error)
+        return Success(f"{name}({x})")
+
+    return agent(work).named(name)
+
+
+async def timed(coro: Any) -> tuple[Any, float]:
+    start = trio.current_time()
+    out = await coro
+    return out, trio.current_time() - start
+
+
+TASKS = [
+    AgentTask("a", slow("a", 3), 1),
+    AgentTask("b", slow("b", 1, error="b broke"), 2),
+    AgentTask("c", slow("c", 2), 3),
+]
+
+
+# -- ParallelOrchestrator ------------------------------------------------------
+
+
+async def test_parallel_collect_errors_is_collect_of_a_group(autojump_clock: trio.testing.MockClock) -> None:
+    got, took = await timed(ParallelOrchestrator(collect_errors=True).execute(TASKS))
+    tree = collect((succeed(1) >> slow("a", 3)) | (succeed(2) >> slow("b", 1, error="b broke")) | (succeed(3) >> slow("c", 2)))
+    want, want_took = await timed(run(tree, None))
+    assert got == dict(zip("abc", want.unwrap(), strict=True))
+    assert got == {"a": Success("a(1)"), "b": Failure("b broke"), "c": Success("c(3)")}
+    assert took == want_took == 3
+
+
+async def test_parallel_fail_fast_is_a_cancelling_workflow(autojump_clock: trio.testing.MockClock) -> None:
+    got, took = await timed(ParallelOrchestrator().execute(TASKS))
+    wf: Workflow[object, object] = Workflow.start(object)
+    for t in TASKS:
+        wf, _ = wf.add(t.name, succeed(t.input) >> t.agent)
+    want, want_took = await timed(run(wf.build(on_failure="cancel"), None))
+    assert took == want_took == 1  # the first failure, at 1 s, cancels the rest
+    assert got == {"a": Failure(NodeCancelled(started=True)), "b": Failure("b broke"), "c": Failure(NodeCancelled(started=True))}
+    assert isinstance(want, Failure)
+    assert want.failure().first == "b"
+
+
+async def test_parallel_all_succeed_gives_every_value(autojump_clock: trio.testing.MockClock) -> None:
+    tasks = [AgentTask(n, slow(n, d), n) for n, d in (("x", 2), ("y", 5))]
+    got, took = await timed(ParallelOrchestrator().execute(tasks))
+    assert got == {"x": Success("x(x)"), "y": Success("y(y)")}
+    assert took == 5
+
+
+async def test_parallel_timeout_is_a_timeout_per_task(autojump_clock: trio.testing.MockClock) -> None:
+    got, took = await timed(ParallelOrchestrator(timeout=2.5, collect_errors=True).execute(TASKS))
+    want, want_took = await timed(run((succeed(1) >> slow("a", 3)).timeout(2.5).named("a"), None))
+    assert took == want_took == 2.5
+    assert isinstance(want.failure(), TimedOut)
+    timed_out = got["a"].failure()
+    assert isinstance(timed_out, TimedOut) and timed_out.seconds == 2.5
+    assert timed_out.path.startswith("parallel/") and timed_out.path.endswith("/a")  # the task's own node
+    assert got["c"] == Success("c(3)")
+
+
+async def test_parallel_max_concurrency_is_the_runs_limit(autojump_clock: trio.testing.MockClock) -> None:
+    got, took = await timed(ParallelOrchestrator(max_concurrency=1, collect_errors=True).execute(TASKS))
+    tree = collect((succeed(1) >> slow("a", 3)) | (succeed(2) >> slow("b", 1, error="b broke")) | (succeed(3) >> slow("c", 2)))
+    want, want_took = await timed(run(tree, None, max_concurrency=1))
+    assert took == want_took == 6  # one at a time
+    assert list(got.values()) == list(want.unwrap())
+
+
+async def test_priorities_order_admission_under_a_limit(autojump_clock: trio.testing.MockClock) -> None:
+    log: list[str] = []
+    levels = [Priority.LOW, Priority.NORMAL, Priority.HIGH, Priority.CRITICAL, Priority.NORMAL, Priority.HIGH]
+    tasks = [
+        AgentTask(f"t{i}", slow(f"t{i}", 1, log=log), i).with_priority(p) for i, p in enumerate(levels)
+    ]
+    assert tasks[3].priority is TaskPriority.CRITICAL
+    await ParallelOrchestrator(max_concurrency=1, collect_errors=True).execute(tasks)
+    by_name = {t.name: int(t.priority) for t in tasks}
+    waited = [by_name[n] for n in log[1:]]  # the first one found the slot free
+    assert waited == sorted(waited, reverse=True), log
+    assert len(log) == 6
+
+
+async def test_aggregators_are_the_fanout_combinators(autojump_clock: trio.testing.MockClock) -> None:
+    from examples.market import Analysis
+
+    def analysis(name: str, seconds: float, signal: Any, confidence: float) -> Agent[object, Analysis, str]:
+        async def work(x: object) -> Result[Analysis, str]:
+            await trio.sleep(seconds)
+            return Success(Analysis("AAPL", name, signal, 0.0, confidence))
+
+        return agent(work).named(name)
+
+    agents = [analysis("v", 1, "buy", 0.5), analysis("q", 2, "buy", 0.7), analysis("t", 3, "sell", 0.9)]
+    tasks = [AgentTask(a.name, a, None) for a in agents]
+    trees = [succeed(None) >> a for a in agents]
+
+    got, took = await timed(ParallelOrchestrator(aggregator=FirstSuccessfulAggregator()).execute(tasks))
+    want, want_took = await timed(run(first_success(*trees), None))
+    assert (got, took) == (want, want_took) and took == 1
+
+    key = MajorityVoteAggregator(key=lambda a: a.signal)
+    got, took = await timed(ParallelOrchestrator(aggregator=key).execute(tasks))
+    want, want_took = await timed(run(vote(*trees, key=lambda a: a.signal), None))
+    assert (got, took) == (want, want_took) and took == 2  # two "buy" of three decide it
+
+    got, took = await timed(ParallelOrchestrator(aggregator=AverageConfidenceAggregator()).execute(tasks))
+    want, want_took = await timed(run(average_confidence(*trees), None))
+    assert (got, took) == (want, want_took) and took == 3
+    assert isinstance(got.unwrap(), Confident) and got.unwrap().mean == pytest.approx(0.7)
+
+    def count(results: dict[str, Result[Any, Any]]) -> Result[str, Never_]:
+        return Success(",".join(n for n, r in results.items() if isinstance(r, Success)))
+
+    got, took = await timed(ParallelOrchestrator(aggregator=CustomAggregator(count)).execute(tasks))
+    want, want_took = await timed(
+        run(aggregate(trees, lambda rs: Success(",".join(n for n, r in zip("vqt", rs, strict=True) if isinstance(r, Success)))), None)
+    )
+    assert (got, took) == (want, want_took) == (Success("v,q,t"), 3)
+
+
+Never_ = str  # an error type for the custom aggregator above
+
+
+async def test_aggregator_failures(autojump_clock: trio.testing.MockClock) -> None:
+    tasks = [AgentTask("x", fail("e1"), 0), AgentTask("y", slow("y", 1, error="e2"), 0)]
+    got = await ParallelOrchestrator(aggregator=FirstSuccessfulAggregator()).execute(tasks)
+    assert got == Failure(AllFailed(("e1", "e2")))
+    voted = await ParallelOrchestrator(aggregator=MajorityVoteAggregator()).execute(tasks)
+    assert isinstance(voted.failure(), NoMajority)
+
+
+async def test_streaming_yields_in_finishing_order_like_stream(autojump_clock: trio.testing.MockClock) -> None:
+    seen: list[tuple[str, Result[str, Any], float]] = []
+    start = trio.current_time()
+    async with ParallelOrchestrator(collect_errors=True).execute_streaming(TASKS) as results:
+        async for name, result in results:
+            seen.append((name, result, trio.current_time() - start))
+    assert seen == [("b", Failure("b broke"), 1), ("c", Success("c(3)"), 2), ("a", Success("a(1)"), 3)]
+    # the tree it stands for: stream() over a switch whose branches are the tasks
+    branches = {t.name: (succeed(t.input) >> t.agent).named(t.name) for t in TASKS}
+    start = trio.current_time()
+    plain: list[tuple[str, Result[str, Any], float]] = []
+    async with stream(switch(str, branches), [(t.name, t.name) for t in TASKS], keyed=True) as outcomes:
+        async for key, outcome in outcomes:
+            plain.append((key, outcome, trio.current_time() - start))
+    assert plain == seen
+
+
+async def test_streaming_respects_limit_and_priority(autojump_clock: trio.testing.MockClock) -> None:
+    log: list[str] = []
+    tasks = [
+        AgentTask("low", slow("low", 1, log=log), 0, priority=Priority.LOW),
+        AgentTask("crit", slow("crit", 1, log=log), 0, priority=Priority.CRITICAL),
+        AgentTask("norm", slow("norm", 1, log=log), 0),
+    ]
+    finished = []
+    async with ParallelOrchestrator(max_concurrency=1).execute_streaming(tasks) as results:
+        async for name, _ in results:
+            finished.append((name, trio.current_time()))
+    assert log == ["crit", "norm", "low"]
+    assert [t for _, t in finished] == [finished[0][1], finished[0][1] + 1, finished[0][1] + 2]
+
+
+async def test_streaming_stopped_early_leaves_nothing_running(autojump_clock: trio.testing.MockClock) -> None:
+    done: list[str] = []
+
+    def tracked(name: str, seconds: float) -> Agent[object, str, str]:
+        async def work(x: object) -> Result[str, str]:
+            await trio.sleep(seconds)
+            done.append(name)
+            return Success(name)
+
+        return agent(work).named(name)
+
+    tasks = [AgentTask(f"t{i}", tracked(f"t{i}", i + 1), i) for i in range(5)]
+    before = trio.lowlevel.current_statistics().tasks_living
+    async with ParallelOrchestrator().execute_streaming(tasks) as results:
+        async for name, _ in results:
+            assert name == "t0"
+            break
+    await trio.sleep(10)
+    assert done == ["t0"]
+    assert trio.lowlevel.current_statistics().tasks_living == before
+
+
+async def test_parallel_edge_cases(autojump_clock: trio.testing.MockClock) -> None:
+    one = [AgentTask("only", slow("only", 1), 7)]
+    assert await ParallelOrchestrator(collect_errors=True).execute(one) == {"only": Success("only(7)")}
+    assert await ParallelOrchestrator().execute(one) == {"only": Success("only(7)")}
+    assert await ParallelOrchestrator().execute([]) == {}
+    with pytest.raises(BuildError, match="needs at least one task"):
+        await ParallelOrchestrator(aggregator=FirstSuccessfulAggregator()).execute([])
+    with pytest.raises(BuildError, match="an aggregator gives one result"):
+        ParallelOrchestrator(aggregator=FirstSuccessfulAggregator()).execute_streaming(one)
+    none: list[AgentTask[str, str]] = []
+    async with ParallelOrchestrator().execute_streaming(none) as results:
+        assert [r async for r in results] == []
+
+
+# -- SequentialOrchestrator ------------------------------------------------------
+
+
+async def test_chain_is_a_sequence(autojump_clock: trio.testing.MockClock) -> None:
+    a, b, c = slow("a", 1), slow("b", 2), slow("c", 3)
+    chain = AgentChain().then(a).then_with_transform(b, str.upper).then(c)
+    got, took = await timed(SequentialOrchestrator().execute(chain, "x"))
+    want, want_took = await timed(run(a >> (pure(str.upper) >> b) >> c, "x"))
+    assert (got, took) == (want, want_took) == (Success("c(b(A(X)))"), 6)
+    assert chain.as_agent() == a >> (pure(str.upper) >> b) >> c
+
+
+async def test_chain_stops_at_first_failure(autojump_clock: trio.testing.MockClock) -> None:
+    chain = AgentChain().then(slow("a", 1)).then(slow("b", 2, error="no")).then(slow("c", 3))
+    got, took = await timed(SequentialOrchestrator().execute(chain, "x"))
+    assert (got, took) == (Failure("no"), 3)
+
+
+async def test_chain_is_immutable() -> None:
+    base = AgentChain().then(pure(len))
+    longer = base.then(pure(str))
+    assert len(base) == 1 and len(longer) == 2
+
+
+async def test_then_with_fallback_agent_is_fallback(autojump_clock: trio.testing.MockClock) -> None:
+    primary, backup = slow("primary", 2, error="down"), slow("backup", 1)
+    chain = AgentChain().then_with_fallback(primary, fallback=backup).then(slow("recommend", 1))
+    got, took = await timed(SequentialOrchestrator().execute(chain, "AAPL"))
+    want, want_took = await timed(run(primary.fallback(backup) >> slow("recommend", 1), "AAPL"))
+    assert (got, took) == (want, want_took) == (Success("recommend(backup(AAPL))"), 4)
+
+
+async def test_then_with_fallback_function_is_recover(autojump_clock: trio.testing.MockClock) -> None:
+    primary = slow("primary", 2, error="down")
+    chain = AgentChain().then_with_fallback(primary, fallback=lambda e: f"default because {e}")
+    got, took = await timed(SequentialOrchestrator().execute(chain, "AAPL"))
+    want, want_took = await timed(run(primary.recover(lambda e: f"default because {e}"), "AAPL"))
+    assert (got, took) == (want, want_took) == (Success("default because down"), 2)
+
+
+async def test_continue_on_failure_reports_the_failed_steps(autojump_clock: trio.testing.MockClock) -> None:
+    primary, backup, last = slow("primary", 2, error="down"), slow("backup", 1), slow("recommend", 1)
+    chain = (
+        AgentChain()
+        .then_with_fallback(primary, fallback=backup)
+        .then_with_fallback(slow("score", 1, error="bad"), fallback=lambda e: "neutral")
+        .then(last)
+    )
+    orchestrator = SequentialOrchestrator(stop_on_error=False, continue_on_failure=True)
+    got, took = await timed(orchestrator.execute(chain, "AAPL"))
+    plain, plain_took = await timed(SequentialOrchestrator().execute(chain, "AAPL"))
+    assert took == plain_took == 5
+    assert got == ChainOutcome(plain, (StepFailure("primary", "down"), StepFailure("score", "bad")))
+    assert got.result == Success("recommend(neutral)")
+
+
+async def test_continue_on_failure_stops_where_nothing_recovers(autojump_clock: trio.testing.MockClock) -> None:
+    chain = (
+        AgentChain()
+        .then_with_fallback(slow("a", 1, error="x"), fallback=slow("b", 1, error="y"))
+        .then(slow("c", 1))
+    )
+    got, took = await timed(SequentialOrchestrator(continue_on_failure=True).execute(chain, 0))
+    assert took == 2
+    assert got == ChainOutcome(Failure("y"), (StepFailure("a", "x"), StepFailure("b", "y")))
+
+
+async def test_continue_on_failure_with_no_failures(autojump_clock: trio.testing.MockClock) -> None:
+    chain = AgentChain().then(slow("a", 1)).then_with_transform(slow("b", 1), str.upper)
+    got = await SequentialOrchestrator(continue_on_failure=True).execute(chain, "x")
+    assert got == ChainOutcome(Success("b(A(X))"), ())
+
+
+# -- HierarchicalOrchestrator ----------------------------------------------------
+
+
+def joined(parts: tuple[str, ...]) -> str:
+    return " + ".join(parts)
+
+
+async def test_hierarchy_is_a_workflow(autojump_clock: trio.testing.MockClock) -> None:
+    fetch = slow("fetch", 1)
+    analysis = OrchestratorNode.parallel(slow("value", 2), slow("quality", 3))
+    synthesis = AgentChain().then(pure(joined)).then(slow("decide", 1))
+    h = (
+        HierarchicalOrchestrator()
+        .add_node("fetch", fetch)
+        .add_node("analyze", analysis)
+        .add_node("synthesize", synthesis)
+        .add_dependency("synthesize", "analyze")
+        .add_dependency("analyze", "fetch")
+    )
+    got, took = await timed(h.execute("AAPL"))
+    wf, f = Workflow.start(str).add("fetch", fetch)
+    wf, a = wf.add("analyze", slow("value", 2) | slow("quality", 3), after=f)
+    wf, s = wf.add("synthesize", pure(joined) >> slow("decide", 1), after=a)
+    want, want_took = await timed(run(wf.build(), "AAPL"))
+    assert took == want_took == 5
+    assert got == {name: Success(v) for name, v in want.unwrap().items}
+    assert got["synthesize"] == Success("decide(value(fetch(AAPL)) + quality(fetch(AAPL)))")
+
+
+async def test_hierarchy_passes_a_tuple_from_several_dependencies(autojump_clock: trio.testing.MockClock) -> None:
+    h = (
+        HierarchicalOrchestrator()
+        .add_node("join", pure(lambda t: t))
+        .add_node("b", slow("b", 2))
+        .add_node("a", slow("a", 1))
+        .add_dependency("join", "a")
+        .add_dependency("join", "b")
+    )
+    got, took = await timed(h.execute("x"))
+    assert got == {"join": Success(("a(x)", "b(x)")), "b": Success("b(x)"), "a": Success("a(x)")}
+    assert list(got) == ["join", "b", "a"] and took == 2
+
+
+async def test_hierarchy_task_nodes_and_failures(autojump_clock: trio.testing.MockClock) -> None:
+    h = (
+        HierarchicalOrchestrator()
+        .add_node("fetch", [AgentTask("yahoo", slow("yahoo", 1), "AAPL"), AgentTask("alpha", slow("alpha", 2), "AAPL")])
+        .add_node("broken", slow("broken", 1, error="nope"))
+        .add_node("after", pure(lambda x: x))
+        .add_dependency("after", "broken")
+    )
+    got = await h.execute(None)
+    assert got["fetch"] == Success({"yahoo": "yahoo(AAPL)", "alpha": "alpha(AAPL)"})
+    assert got["broken"] == Failure("nope")
+    assert got["after"] == Failure(NodeSkipped(because="broken"))
+
+
+async def test_hierarchy_cancel_policy(autojump_clock: trio.testing.MockClock) -> None:
+    h = (
+        HierarchicalOrchestrator(on_failure="cancel", max_concurrency=5)
+        .add_node("bad", slow("bad", 1, error="x"))
+        .add_node("long", slow("long", 5))
+        .add_node("later", slow("later", 1))
+        .add_dependency("later", "long")
+    )
+    got, took = await timed(h.execute(0))
+    assert took == 1
+    assert got == {
+        "bad": Failure("x"),
+        "long": Failure(NodeCancelled(started=True)),
+        "later": Failure(NodeCancelled(started=False)),
+    }
+
+
+# -- bad input --------------------------------------------------------------------
+
+
+def test_duplicate_task_names_are_refused() -> None:
+    tasks = [AgentTask("same", pure(str), 1), AgentTask("same", pure(str), 2)]
+    with pytest.raises(BuildError, match="duplicate task name 'same'"):
+        ParallelOrchestrator().tree(tasks)
+
+
+async def test_duplicate_task_names_refused_by_execute_and_streaming() -> None:
+    tasks = [AgentTask("same", pure(str), 1), AgentTask("same", pure(str), 2)]
+    with pytest.raises(BuildError, match="duplicate task name 'same'"):
+        await ParallelOrchestrator().execute(tasks)
+    with pytest.raises(BuildError, match="duplicate task name 'same'"):
+        ParallelOrchestrator().execute_streaming(tasks)
+
+
+def test_bad_task_and_orchestrator_arguments() -> None:
+    with pytest.raises(BuildError, match="may not contain '/'"):
+        AgentTask("a/b", pure(str), 1)
+    with pytest.raises(TypeError, match="AgentTask 'x': agent must be an Agent"):
+        AgentTask("x", str, 1)  # type: ignore[arg-type]
+    with pytest.raises(BuildError, match="max_concurrency"):
+        ParallelOrchestrator(max_concurrency=0)
+    with pytest.raises(BuildError, match="timeout"):
+        ParallelOrchestrator(timeout=-1)
+    with pytest.raises(TypeError, match="aggregator must be one of"):
+        ParallelOrchestrator(aggregator=len)  # type: ignore[call-overload]
+    with pytest.raises(TypeError, match="wrap it as AgentTask"):
+        ParallelOrchestrator().tree([pure(str)])  # type: ignore[list-item]
+
+
+def test_a_chain_with_no_links_is_refused() -> None:
+    with pytest.raises(BuildError, match="the chain has no links"):
+        AgentChain().as_agent()
+    with pytest.raises(BuildError, match="the chain has no links"):
+        HierarchicalOrchestrator().add_node("empty", AgentChain())
+
+
+async def test_executing_a_chain_with_no_links_is_refused() -> None:
+    with pytest.raises(BuildError, match=r"SequentialOrchestrator.execute\(\): the chain has no links"):
+        await SequentialOrchestrator().execute(AgentChain(), "AAPL")  # type: ignore[misc]
+
+
+def test_stop_on_error_false_needs_continue_on_failure() -> None:
+    with pytest.raises(BuildError, match="stop_on_error=False needs continue_on_failure=True"):
+        SequentialOrchestrator(stop_on_error=False)
+
+
+def test_dependency_on_a_missing_node_is_refused() -> None:
+    h = HierarchicalOrchestrator().add_node("analyze", pure(str))
+    with pytest.raises(BuildError, match="depends_on 'fetch' is not a node of this orchestrator"):
+        h.add_dependency("analyze", "fetch")
+    with pytest.raises(BuildError, match="node 'report' is not a node"):
+        h.add_dependency("report", "analyze")
+
+
+def test_duplicate_node_name_is_refused() -> None:
+    h = HierarchicalOrchestrator().add_node("a", pure(str))
+    with pytest.raises(BuildError, match="duplicate node name.*'a'"):
+        h.add_node("a", pure(len))
+
+
+def test_a_cycle_is_refused_and_named() -> None:
+    h = (
+        HierarchicalOrchestrator()
+        .add_node("A", pure(str))
+        .add_node("B", pure(str))
+        .add_node("C", pure(str))
+        .add_dependency("B", "A")
+        .add_dependency("C", "B")
+    )
+    with pytest.raises(CycleError, match="C -> A -> B -> C") as info:
+        h.add_dependency("A", "C")
+    assert info.value.cycle == ("C", "A", "B", "C")
+    with pytest.raises(CycleError, match="A -> A"):
+        h.add_dependency("A", "A")
+
+
+def test_hierarchy_is_immutable_and_needs_nodes() -> None:
+    empty = HierarchicalOrchestrator()
+    one = empty.add_node("a", pure(str))
+    assert empty.names == () and one.names == ("a",)
+    with pytest.raises(BuildError, match="no nodes"):
+        empty.as_agent()
+
+
+# -- property: the orchestrator against a plain reference evaluator ----------------
+
+task_specs = st.lists(
+    st.tuples(st.integers(min_value=0, max_value=5), st.booleans(), st.sampled_from(list(Priority))),
+    min_size=1,
+    max_size=6,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(specs=task_specs, collect_errors=st.booleans(), timeout=st.none() | st.integers(min_value=1, max_value=4))
+def test_parallel_orchestrator_matches_reference(
+    specs: list[tuple[int, bool, Priority]], collect_errors: bool, timeout: int | None
+) -> None:
+    tasks = [
+        AgentTask(f"t{i}", slow(f"t{i}", d, error=None if ok else f"e{i}"), i, priority=p)
+        for i, (d, ok, p) in enumerate(specs)
+    ]
+
+    async def main() -> tuple[dict[str, Result[str, Any]], float]:
+        out: tuple[dict[str, Result[str, Any]], float] = await timed(
+            ParallelOrchestrator(collect_errors=collect_errors, timeout=timeout).execute(tasks)
+        )
+        return out
+
+    got, took = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+    # Reference: each task ends at min(d, timeout) with its own outcome.
+    def own(i: int, d: int, ok: bool) -> tuple[float, Result[str, Any]]:
+        if timeout is not None and timeout <= d:
+            return timeout, Failure(TimedOut(f"parallel/t{i}", float(timeout)))
+        return d, Success(f"t{i}({i})") if ok else Failure(f"e{i}")
+
+    ends = [own(i, d, ok) for i, (d, ok, _) in enumerate(specs)]
+    failures = [end for end, r in ends if isinstance(r, Failure)]
+    if collect_errors or not failures:
+        assert took == max(end for end, _ in ends)
+        want = {f"t{i}": r for i, (_, r) in enumerate(ends)}
+        assert {k: type(v) for k, v in got.items()} == {k: type(v) for k, v in want.items()}
+        for k, v in want.items():
+            if isinstance(v.failure() if isinstance(v, Failure) else None, TimedOut):
+                assert isinstance(got[k].failure(), TimedOut)
+            else:
+                assert got[k] == v
+        return
+    first = min(failures)
+    assert took == first
+    assert list(got) == [t.name for t in tasks]
+    for i, (end, r) in enumerate(ends):
+        if end < first:
+            assert got[f"t{i}"] == r
+        elif end > first:
+            assert got[f"t{i}"] == Failure(NodeCancelled(started=True))
+        # (outcomes in the very instant of the first failure may go either way)
+
+
+# -- the docs ------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_guide_snippets_run_and_print_what_they_claim(tmp_path: Path) -> None:
+    """docs/guide.md's snippets, in order, are one program: it runs and type-checks."""
+    text = (ROOT / "docs" / "guide.md").read_text()
+    code = "\n".join(re.findall(r"```python\n(.*?)```", text, re.S))
+    claimed = [c.strip() for c in re.findall(r"#\s+([<\[{].*)$", code, re.M)]
+    script = tmp_path / "guide_snippets.py"
+    script.write_text(code)
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=ROOT, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == claimed
+    checked = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(script)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stdout
+
+
+def test_reference_lists_every_public_name() -> None:
+    """docs/reference.md has a line for every name in combinators.__all__ and the orchestration module."""
+    import combinators
+    import combinators.orchestration
+
+    text = (ROOT / "docs" / "reference.md").read_text()
+    listed = set(re.findall(r"^\| `([A-Za-z_]+)", text, re.M))
+    missing = sorted((set(combinators.__all__) | set(combinators.orchestration.__all__)) - listed)
+    assert not missing, f"docs/reference.md lacks: {missing}"
