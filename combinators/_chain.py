@@ -63,12 +63,10 @@ def _handler_map(root: Agent[Any, Any, Any]) -> dict[int, bool]:
         if not _is_chain(node, root):
             memo[id(node)] = False
             continue
-        if isinstance(node, MapError | Recover | Fallback):
-            memo[id(node)] = True
-            continue
-        kids = (node.first, node.second) if isinstance(node, Then) else (node.inner,)  # type: ignore[attr-defined]
+        kids = node.children()
         if expanded:
-            memo[id(node)] = any(memo[id(k)] for k in kids)
+            own = isinstance(node, MapError | Recover | Fallback)
+            memo[id(node)] = own or any(memo[id(k)] for k in kids)
         else:
             stack.append((node, True))
             stack.extend((k, False) for k in kids)

@@ -212,6 +212,9 @@ async def test_transform_map_error_fallback_recover() -> None:
 async def test_handlers_in_a_right_operand_only_cover_that_operand() -> None:
     right = pure(ident).map_error(lambda e: ("mapped", e))
     assert await run(fail("left") >> right, 1) == Failure("left")
+    # the same under an outer handler: the inner map_error must not see "left"
+    outer = (fail("left") >> right).map_error(lambda e: ("outer", e))
+    assert await run(outer, 1) == Failure(("outer", "left"))
     rescued = fail("inner").recover(lambda e: 0)
     assert await run(succeed(5) >> rescued >> pure(lambda x: x + 1), None) == Success(1)
     assert await run(fail("outer") >> rescued, None) == Failure("outer")
