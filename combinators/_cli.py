@@ -202,18 +202,33 @@ def _run_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
     show = not args.no_progress and stderr.isatty()
     progress = _rich_progress(agent, stderr) if show else None
     observer: Observer = recorder if progress is None else combine(recorder, progress)
+    if (args.journal is None) != (args.run_id is None):
+        raise UsageError("--journal and --run-id go together (resuming is the same command again)")
+    journal = None
+    if args.journal is not None:
+        from ._journal import Journal
+
+        try:
+            journal = Journal.from_url(args.journal)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
+    go = functools.partial(
+        run,
+        agent,
+        x,
+        observer=observer,
+        max_concurrency=args.max_concurrency,
+        journal=journal,
+        run_id=args.run_id,
+    )
     crashed: BaseException | None = None
     result = None
     try:
         if progress is not None:
             with progress:
-                result = trio.run(
-                    functools.partial(run, agent, x, observer=observer, max_concurrency=args.max_concurrency)
-                )
+                result = trio.run(go)
         else:
-            result = trio.run(
-                functools.partial(run, agent, x, observer=observer, max_concurrency=args.max_concurrency)
-            )
+            result = trio.run(go)
     except Exception as exc:
         crashed = exc
     if args.trace is not None:
@@ -259,6 +274,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--mermaid", action="store_true", help="print the Mermaid drawing of the agent on stderr")
     r.add_argument("--max-concurrency", type=int, default=None, metavar="N", help="at most N leaves at once")
     r.add_argument("--no-progress", action="store_true", help="no live progress display")
+    r.add_argument("--journal", metavar="URL", help="journal URL (sqlite:PATH or postgresql://...) to make the run resumable")
+    r.add_argument("--run-id", metavar="ID", help="the run's id in the journal; run the same command again to resume")
     m = sub.add_parser("mermaid", help="print the Mermaid drawing of an agent")
     m.add_argument("target", metavar="MODULE:ATTR")
     return p

@@ -57,3 +57,17 @@ not_an_agent = 42
 
 def plain_function(x: int) -> int:
     return x
+
+
+def _tripled_and_counted(x: int) -> int:
+    """Appends a line to $COMBINATORS_CLI_COUNTER each time it really runs."""
+    import os
+
+    counter = os.environ.get("COMBINATORS_CLI_COUNTER")
+    if counter:
+        with open(counter, "a") as handle:
+            handle.write(f"{x}\n")
+    return 3 * x
+
+
+counted: Agent[int, int, Never] = pure(_tripled_and_counted).named("counted")

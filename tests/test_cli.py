@@ -144,3 +144,22 @@ def test_the_observe_example_runs_as_a_script(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "critical path: analyze/retry/fetch_quote > analyze/analyses/par/quality" in proc.stdout
+
+
+def test_journal_makes_the_same_command_resume(tmp_path: Path) -> None:
+    import os
+
+    counter = tmp_path / "count.txt"
+    env = {**os.environ, "COMBINATORS_CLI_COUNTER": str(counter)}
+    args = [
+        sys.executable, "-m", "combinators", "run", "tests.cli_agents:counted", "--input", "4",
+        "--journal", f"sqlite:{tmp_path / 'runs.db'}", "--run-id", "r1", "--no-progress",
+    ]
+    for _ in range(2):
+        proc = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout) == 12
+    assert counter.read_text().splitlines() == ["4"]  # the second run replayed it
+    missing = cli("run", "tests.cli_agents:counted", "--input", "4", "--journal", "memory:")
+    assert missing.returncode == 2
+    assert "--run-id" in missing.stderr
