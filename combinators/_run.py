@@ -39,7 +39,7 @@ from ._expr import (
 )
 from . import _chain as _chain  # registers the sequence rules
 from ._limits import PriorityLimiter, StartWindow
-from ._observe import ATTEMPT, EventKind, Observer, emit
+from ._observe import ATTEMPT, Event, EventKind, Observer, emit
 from ._plan import Compiler, Env, LeafLayer, compiles, segments
 from ._types import Runner
 
@@ -190,6 +190,15 @@ def _base_leaf_runner(leaf: Leaf[Any, Any, Any]) -> Runner:
 
 @compiles(Leaf)
 def _compile_leaf(c: Compiler, leaf: Leaf[Any, Any, Any], env: Env) -> Runner:
+    if (
+        c.observer is not None
+        and leaf.mode is LeafMode.RESULT
+        and env.executor is None
+        and not c.leaf_layers
+        and not env.windows
+        and len(env.limiters) <= 1
+    ):
+        return _observed_agent_leaf(c.observer, leaf, env)
     runner = _base_leaf_runner(leaf)
     if env.executor is not None:
         from ._executors import executor_leaf_runner
@@ -204,6 +213,63 @@ def _compile_leaf(c: Compiler, leaf: Leaf[Any, Any, Any], env: Env) -> Runner:
     for layer in c.leaf_layers:
         runner = layer(c, leaf, env, runner)
     return runner
+
+
+def _observed_agent_leaf(observer: Observer, leaf: Leaf[Any, Any, Any], env: Env) -> Runner:
+    """An observed ``agent`` leaf in one coroutine (events, slot, call, check).
+
+    The general path wraps the call, the limiter and the events in three
+    coroutines; fusing them is what keeps an attached observer cheap on the
+    common leaf.  Events and their order are the same as ``observed`` gives.
+    """
+    fn = leaf.fn
+    name = leaf.name
+    kind = leaf.kind
+    limiter = env.limiters[0] if env.limiters else None
+    priority = env.priority
+    now = trio.current_time
+    started, succeeded, failed, cancelled = (
+        EventKind.STARTED,
+        EventKind.SUCCEEDED,
+        EventKind.FAILED,
+        EventKind.CANCELLED,
+    )
+
+    async def run_observed_agent(x: Any, path: str) -> Result[Any, Any]:
+        attempt = ATTEMPT.get()
+        observer(Event(started, path, now(), kind, attempt))
+        try:
+            if limiter is None:
+                result = await fn(x)
+            else:
+                await limiter.acquire(priority)
+                try:
+                    result = await fn(x)
+                finally:
+                    limiter.release()
+        except Exception as exc:
+            _note(exc, path)
+            observer(Event(failed, path, now(), kind, attempt, exc))
+            raise
+        except BaseException:
+            observer(Event(cancelled, path, now(), kind, attempt))
+            raise
+        if type(result) is Success:
+            observer(Event(succeeded, path, now(), kind, attempt))
+        elif isinstance(result, Failure):
+            observer(Event(failed, path, now(), kind, attempt, result._inner_value))
+        else:
+            msg = (
+                f"agent {name!r} at {path!r} returned {type(result).__name__} "
+                f"{result!r}; an agent function must return Success(...) or Failure(...)"
+            )
+            bug = TypeError(msg)
+            observer(Event(failed, path, now(), kind, attempt, bug))
+            raise bug
+        return result  # type: ignore[no-any-return]
+
+    run_observed_agent._observed = True  # type: ignore[attr-defined]
+    return run_observed_agent
 
 
 def _limited(runner: Runner, limiters: tuple[PriorityLimiter, ...], priority: Any) -> Runner:

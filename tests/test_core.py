@@ -359,3 +359,22 @@ async def test_a_long_chain_spawns_no_task_per_step(autojump_clock: trio.testing
         trio.lowlevel.remove_instrument(counter)
     assert result == Success(10_000)
     assert counter.spawned == 0
+
+
+async def test_observed_bugs_still_end_their_node_with_one_terminal_event(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    from combinators import EventKind, Recorder
+
+    async def sloppy(x: int) -> Result[int, str]:
+        return x  # type: ignore[return-value]
+
+    for limit in (None, 2):
+        recorder = Recorder()
+        with pytest.raises(TypeError, match="must return Success"):
+            await run(agent(sloppy).named("sloppy"), 1, observer=recorder, max_concurrency=limit)
+        kinds = [e.kind for e in recorder.events if e.path == "sloppy"]
+        assert kinds == [EventKind.STARTED, EventKind.FAILED]
+        with pytest.raises(ValueError, match="boom"):
+            await run(boom.named("b") >> inc, 1, observer=recorder, max_concurrency=limit)
+        assert [e.kind for e in recorder.events if e.path == "seq/b"] == [EventKind.STARTED, EventKind.FAILED]
