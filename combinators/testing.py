@@ -121,3 +121,42 @@ class TaskCounter(trio.abc.Instrument):
 
     def task_exited(self, task: trio.lowlevel.Task) -> None:
         self.alive -= 1
+
+
+def agent_trees(*, max_leaves: int = 10) -> Any:
+    """A hypothesis strategy of random trees of :func:`fake` leaves.
+
+    Leaves sleep 0–5 seconds of trio time and succeed (with their input) or
+    fail (with their name); they are combined with ``>>``, ``|``,
+    ``transform``, ``map_error``, ``fallback``, ``recover``, ``timeout`` and
+    ``retry``.  Use it to check properties of your own wrappers — that every
+    run ends, that no task outlives it, that an observer sees every node.
+    Needs hypothesis (a test dependency, imported only when called).
+    """
+    from hypothesis import strategies as st
+
+    from ._retry import Backoff
+
+    counter = iter(range(1 << 62))
+
+    @st.composite
+    def leaf(draw: Any) -> Agent[Any, Any, Any]:
+        name = f"leaf{next(counter)}"
+        delay = draw(st.integers(0, 5))
+        if draw(st.booleans()):
+            return fake(name, delay=delay, fn=lambda x: x)
+        return fake(name, delay=delay, error=name)
+
+    def extend(children: Any) -> Any:
+        return st.one_of(
+            st.builds(lambda a, b: a >> b, children, children),
+            st.builds(lambda a, b: a | b, children, children),
+            st.builds(lambda a: a.transform(lambda v: v), children),
+            st.builds(lambda a: a.map_error(lambda e: e), children),
+            st.builds(lambda a, b: a.fallback(b), children, children),
+            st.builds(lambda a: a.recover(lambda e: e), children),
+            st.builds(lambda a, s: a.timeout(s), children, st.sampled_from([0.5, 2.5, 6.5])),
+            st.builds(lambda a, n: a.retry(n, backoff=Backoff(base=1)), children, st.integers(0, 2)),
+        )
+
+    return st.recursive(leaf(), extend, max_leaves=max_leaves)
