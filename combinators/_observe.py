@@ -49,6 +49,10 @@ class Event(NamedTuple):
     A node that runs several times (retries) emits a ``started`` and one
     terminal event per run.
 
+    ``value`` is the success value on ``succeeded``: so a run that fails
+    still reports, through its observer, every result that did finish
+    (the siblings a fail-fast ``|`` cancelled, the steps before a failure).
+
     Events are named tuples rather than attrs classes: a run emits two per
     node, and a tuple is built in half the time.
     """
@@ -59,6 +63,7 @@ class Event(NamedTuple):
     node: str = ""
     attempt: int = 1
     error: Any = None
+    value: Any = None
 
 
 #: The attempt number of the nearest enclosing ``.retry()`` (1 outside any);
@@ -137,7 +142,7 @@ def observed(observer: Observer, node: Agent[Any, Any, Any], runner: Runner) -> 
             )
             observer(Event(terminal, path, trio.current_time(), kind, attempt, error))
         else:
-            observer(Event(EventKind.SUCCEEDED, path, trio.current_time(), kind, attempt))
+            observer(Event(EventKind.SUCCEEDED, path, trio.current_time(), kind, attempt, None, result._inner_value))
         return result
 
     run_observed._observed = True  # type: ignore[attr-defined]

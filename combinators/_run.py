@@ -255,7 +255,7 @@ def _observed_agent_leaf(observer: Observer, leaf: Leaf[Any, Any, Any], env: Env
             observer(Event(cancelled, path, now(), kind, attempt))
             raise
         if type(result) is Success:
-            observer(Event(succeeded, path, now(), kind, attempt))
+            observer(Event(succeeded, path, now(), kind, attempt, None, result._inner_value))
         elif isinstance(result, Failure):
             observer(Event(failed, path, now(), kind, attempt, result._inner_value))
         else:

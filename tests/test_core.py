@@ -378,3 +378,20 @@ async def test_observed_bugs_still_end_their_node_with_one_terminal_event(
         with pytest.raises(ValueError, match="boom"):
             await run(boom.named("b") >> inc, 1, observer=recorder, max_concurrency=limit)
         assert [e.kind for e in recorder.events if e.path == "seq/b"] == [EventKind.STARTED, EventKind.FAILED]
+
+
+async def test_a_failed_run_still_reports_every_result_that_finished(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    from combinators import EventKind, Recorder
+
+    recorder = Recorder()
+    quick = fake("quick", delay=1, fn=lambda x: ("quick", x)).named("quick")
+    broken = fake("broken", delay=2, error="broken").named("broken")
+    slow = fake("slow", delay=5, value="slow").named("slow")
+    result = await run(inc.named("first") >> (quick | broken | slow), 0, observer=recorder)
+    assert result == Failure("broken")
+    finished = {e.path: e.value for e in recorder.events if e.kind is EventKind.SUCCEEDED}
+    assert finished == {"seq/first": 1, "seq/par/quick": ("quick", 1)}
+    cancelled = [e.path for e in recorder.events if e.kind is EventKind.CANCELLED]
+    assert cancelled == ["seq/par/slow"]
