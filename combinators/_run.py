@@ -199,6 +199,14 @@ def _compile_leaf(c: Compiler, leaf: Leaf[Any, Any, Any], env: Env) -> Runner:
         and len(env.limiters) <= 1
     ):
         return _observed_agent_leaf(c.observer, leaf, env)
+    if (
+        leaf.mode is LeafMode.RESULT
+        and len(env.limiters) == 1
+        and env.executor is None
+        and not c.leaf_layers
+        and not env.windows
+    ):
+        return _limited_agent_leaf(leaf, env.limiters[0], env.priority)
     runner = _base_leaf_runner(leaf)
     if env.executor is not None:
         from ._executors import executor_leaf_runner
@@ -213,6 +221,31 @@ def _compile_leaf(c: Compiler, leaf: Leaf[Any, Any, Any], env: Env) -> Runner:
     for layer in c.leaf_layers:
         runner = layer(c, leaf, env, runner)
     return runner
+
+
+def _limited_agent_leaf(leaf: Leaf[Any, Any, Any], limiter: PriorityLimiter, priority: Any) -> Runner:
+    """An ``agent`` leaf under one limiter, in one coroutine: the fan-out hot path."""
+    fn = leaf.fn
+    name = leaf.name
+
+    async def run_limited_agent(x: Any, path: str) -> Result[Any, Any]:
+        await limiter.acquire(priority)
+        try:
+            result = await fn(x)
+        except Exception as exc:
+            _note(exc, path)
+            raise
+        finally:
+            limiter.release()
+        if not isinstance(result, Result):
+            msg = (
+                f"agent {name!r} at {path!r} returned {type(result).__name__} "
+                f"{result!r}; an agent function must return Success(...) or Failure(...)"
+            )
+            raise TypeError(msg)
+        return result
+
+    return run_limited_agent
 
 
 def _observed_agent_leaf(observer: Observer, leaf: Leaf[Any, Any, Any], env: Env) -> Runner:
