@@ -144,9 +144,10 @@ def _note(exc: BaseException, text: str) -> None:
         exc.add_note(text)
 
 
-def _not_a_result(fn: Any, path: str, value: object) -> TypeError:
+def not_a_result(name: str, path: str, value: object) -> TypeError:
+    """The error for an ``agent`` function that returned something not a Result."""
     msg = (
-        f"agent {_fn_name(fn)!r} at {path!r} returned {type(value).__name__} "
+        f"agent {name!r} at {path!r} returned {type(value).__name__} "
         f"{value!r}; an agent function must return Success(...) or Failure(...)"
     )
     return TypeError(msg)
@@ -206,7 +207,7 @@ def compile_chain(c: Compiler, root: Agent[Any, Any, Any], env: Env) -> Runner:
                     elif type(result) is Failure:
                         i = next_handler[i + 1]
                     else:
-                        raise _not_a_result(payload, path + seg, result)
+                        raise not_a_result(_fn_name(payload), path + seg, result)
                 elif op == _CALL:
                     result = await payload(x, path + seg)
                     if isinstance(result, Success):
@@ -265,7 +266,7 @@ def _straight(steps: tuple[tuple[int, Any, str], ...]) -> Runner:
                     elif type(result) is Failure:
                         return result
                     else:
-                        raise _not_a_result(fn, path + steps[i][2], result)
+                        raise not_a_result(_fn_name(fn), path + steps[i][2], result)
                 else:
                     x = fn(x)
         except Exception as exc:

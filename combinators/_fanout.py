@@ -34,6 +34,7 @@ import attrs
 import trio
 from returns.result import Failure, Result, Success
 
+from ._cancel import keep_first_crash
 from ._exceptions import AgentTypeError, AllFailed, BuildError, NoMajority
 from ._expr import Agent, Parallel, _fn_name, _require_agent, _require_callable
 from ._observe import observed
@@ -422,9 +423,7 @@ def _outcomes(
                 try:
                     out[i] = await runners[i](x, path + segs[i])
                 except Exception as exc:
-                    if not crash:
-                        crash.append(exc)
-                    scope.cancel()
+                    keep_first_crash(crash, scope, exc)
 
             for i in range(n):
                 nursery.start_soon(one, i)
@@ -463,9 +462,7 @@ def _each_runner(c: Compiler, node: Each[Any, Any, Any], env: Env, *, keep_going
                     item = next(items, _DONE)
                 except Exception as exc:
                     _note(exc, path)
-                    if not crash:
-                        crash.append(exc)
-                    scope.cancel()
+                    keep_first_crash(crash, scope, exc)
                     return None
                 if item is _DONE:
                     return None
@@ -476,9 +473,7 @@ def _each_runner(c: Compiler, node: Each[Any, Any, Any], env: Env, *, keep_going
                 try:
                     result = await inner(item, f"{prefix}{i}]")
                 except Exception as exc:
-                    if not crash:
-                        crash.append(exc)
-                    scope.cancel()
+                    keep_first_crash(crash, scope, exc)
                     return
                 if keep_going:
                     out[i] = result
@@ -575,9 +570,7 @@ def _compile_first_success(c: Compiler, node: FirstSuccess[Any, Any, Any], env: 
                 try:
                     result = await runners[i](x, path + segs[i])
                 except Exception as exc:
-                    if not crash:
-                        crash.append(exc)
-                    scope.cancel()
+                    keep_first_crash(crash, scope, exc)
                     return
                 if isinstance(result, Success):
                     wins.append((i, result))
@@ -656,9 +649,7 @@ def _compile_vote(c: Compiler, node: Vote[Any, Any, Any], env: Env) -> Runner:
                         failed += 1
                 except Exception as exc:
                     _note(exc, path + segs[i])
-                    if not crash:
-                        crash.append(exc)
-                    scope.cancel()
+                    keep_first_crash(crash, scope, exc)
                     return
                 top = max(counts.values(), default=0)
                 if 2 * top > n or 2 * (top + n - done) <= n:

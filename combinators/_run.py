@@ -24,6 +24,7 @@ import attrs
 import trio
 from returns.result import Failure, Result, Success
 
+from ._cancel import keep_first_crash
 from ._exceptions import Crashed, TimedOut
 from ._expr import (
     Agent,
@@ -155,11 +156,7 @@ def _base_leaf_runner(leaf: Leaf[Any, Any, Any]) -> Runner:
                 _note(exc, path)
                 raise
             if not isinstance(result, Result):
-                msg = (
-                    f"agent {name!r} at {path!r} returned {type(result).__name__} "
-                    f"{result!r}; an agent function must return Success(...) or Failure(...)"
-                )
-                raise TypeError(msg)
+                raise _chain.not_a_result(name, path, result)
             return result
 
         return run_agent
@@ -238,11 +235,7 @@ def _limited_agent_leaf(leaf: Leaf[Any, Any, Any], limiter: PriorityLimiter, pri
         finally:
             limiter.release()
         if not isinstance(result, Result):
-            msg = (
-                f"agent {name!r} at {path!r} returned {type(result).__name__} "
-                f"{result!r}; an agent function must return Success(...) or Failure(...)"
-            )
-            raise TypeError(msg)
+            raise _chain.not_a_result(name, path, result)
         return result
 
     return run_limited_agent
@@ -292,11 +285,7 @@ def _observed_agent_leaf(observer: Observer, leaf: Leaf[Any, Any, Any], env: Env
         elif isinstance(result, Failure):
             observer(Event(failed, path, now(), kind, attempt, result._inner_value))
         else:
-            msg = (
-                f"agent {name!r} at {path!r} returned {type(result).__name__} "
-                f"{result!r}; an agent function must return Success(...) or Failure(...)"
-            )
-            bug = TypeError(msg)
+            bug = _chain.not_a_result(name, path, result)
             observer(Event(failed, path, now(), kind, attempt, bug))
             raise bug
         return result  # type: ignore[no-any-return]
@@ -387,9 +376,7 @@ def parallel_runner(runners: tuple[Runner, ...], segs: tuple[str, ...]) -> Runne
                 try:
                     result = await runners[i](x, path + segs[i])
                 except Exception as exc:
-                    if not crash:
-                        crash.append(exc)
-                    scope.cancel()
+                    keep_first_crash(crash, scope, exc)
                     return
                 if isinstance(result, Success):
                     values[i] = result._inner_value

@@ -20,6 +20,7 @@ from typing import Any, Literal, TypeVar, final, overload
 import trio
 from returns.result import Result
 
+from ._cancel import keep_first_crash
 from ._expr import Agent
 from ._observe import Observer
 from ._run import compile_tree
@@ -194,9 +195,7 @@ async def _open(
                         result = await runner(item, f"{name}[{i}]")
                         await out.send((key, result))
                 except Exception as exc:
-                    if not crash:
-                        crash.append(exc)
-                    scope.cancel()
+                    keep_first_crash(crash, scope, exc)
 
         workers = min(width, len(inputs)) if isinstance(inputs, Sized) else width
         for _ in range(workers):

@@ -50,6 +50,7 @@ import attrs
 import trio
 from returns.result import Failure, Result, Success
 
+from ._cancel import keep_first_crash
 from ._exceptions import AgentTypeError, BuildError, CycleError
 from ._expr import Agent, _check_name, _require_agent
 from ._plan import Compiler, Env, compiles, segments
@@ -761,9 +762,7 @@ def _compile_workflow(c: Compiler, node: WorkflowNode[Any, Any, Any], env: Env) 
                 try:
                     result = await runners[i](arg, path + segs[i])
                 except Exception as exc:
-                    if not crash:
-                        crash.append(exc)
-                    scope.cancel()
+                    keep_first_crash(crash, scope, exc)
                     return
                 if isinstance(result, Success):
                     values[i] = result._inner_value
