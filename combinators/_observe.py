@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 from contextvars import ContextVar
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, Protocol
 
 import attrs
@@ -117,21 +117,44 @@ class Recorder:
         self.events.append(event)
 
 
+def _make_event(fields: tuple[Any, ...]) -> Event:
+    """Build an event from all seven fields, skipping the keyword-handling constructor.
+
+    Two events per node make this the observer's hot path; ``tuple.__new__``
+    is about twice as fast as ``Event(...)``.
+    """
+    return tuple.__new__(Event, fields)
+
+
+def clock_reader() -> Callable[[], float]:
+    """The running clock's ``current_time``, looked up once per compile.
+
+    Same readings as ``trio.current_time()``, without finding the run's
+    clock again for every event.  Outside a trio run, ``trio.current_time``.
+    """
+    try:
+        return trio.lowlevel.current_clock().current_time
+    except RuntimeError:
+        return trio.current_time
+
+
 def observed(observer: Observer, node: Agent[Any, Any, Any], runner: Runner) -> Runner:
     """Wrap a runner so the node's start and outcome reach ``observer``."""
     kind = node.kind
+    now = clock_reader()
+    make = _make_event
 
     async def run_observed(x: Any, path: str) -> Result[Any, Any]:
         attempt = ATTEMPT.get()
-        observer(Event(EventKind.STARTED, path, trio.current_time(), kind, attempt))
+        observer(make((EventKind.STARTED, path, now(), kind, attempt, None, None)))
         try:
             result = await runner(x, path)
         except Exception as exc:
             # A bug in an agent: the node failed (the exception propagates).
-            observer(Event(EventKind.FAILED, path, trio.current_time(), kind, attempt, exc))
+            observer(make((EventKind.FAILED, path, now(), kind, attempt, exc, None)))
             raise
         except BaseException:
-            observer(Event(EventKind.CANCELLED, path, trio.current_time(), kind, attempt))
+            observer(make((EventKind.CANCELLED, path, now(), kind, attempt, None, None)))
             raise
         if isinstance(result, Failure):
             error = result.failure()
@@ -140,9 +163,9 @@ def observed(observer: Observer, node: Agent[Any, Any, Any], runner: Runner) -> 
                 if isinstance(error, TimedOut) and error.path == path
                 else EventKind.FAILED
             )
-            observer(Event(terminal, path, trio.current_time(), kind, attempt, error))
+            observer(make((terminal, path, now(), kind, attempt, error, None)))
         else:
-            observer(Event(EventKind.SUCCEEDED, path, trio.current_time(), kind, attempt, None, result._inner_value))
+            observer(make((EventKind.SUCCEEDED, path, now(), kind, attempt, None, result._inner_value)))
         return result
 
     run_observed._observed = True  # type: ignore[attr-defined]

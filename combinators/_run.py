@@ -40,7 +40,7 @@ from ._expr import (
 )
 from . import _chain as _chain  # registers the sequence rules
 from ._limits import PriorityLimiter, StartWindow
-from ._observe import ATTEMPT, Event, EventKind, Observer, emit
+from ._observe import ATTEMPT, EventKind, Observer, _make_event, clock_reader, emit
 from ._plan import Compiler, Env, LeafLayer, compiles, segments
 from ._types import Runner
 
@@ -253,7 +253,8 @@ def _observed_agent_leaf(observer: Observer, leaf: Leaf[Any, Any, Any], env: Env
     kind = leaf.kind
     limiter = env.limiters[0] if env.limiters else None
     priority = env.priority
-    now = trio.current_time
+    now = clock_reader()
+    make = _make_event
     started, succeeded, failed, cancelled = (
         EventKind.STARTED,
         EventKind.SUCCEEDED,
@@ -263,7 +264,7 @@ def _observed_agent_leaf(observer: Observer, leaf: Leaf[Any, Any, Any], env: Env
 
     async def run_observed_agent(x: Any, path: str) -> Result[Any, Any]:
         attempt = ATTEMPT.get()
-        observer(Event(started, path, now(), kind, attempt))
+        observer(make((started, path, now(), kind, attempt, None, None)))
         try:
             if limiter is None:
                 result = await fn(x)
@@ -275,18 +276,18 @@ def _observed_agent_leaf(observer: Observer, leaf: Leaf[Any, Any, Any], env: Env
                     limiter.release()
         except Exception as exc:
             _note(exc, path)
-            observer(Event(failed, path, now(), kind, attempt, exc))
+            observer(make((failed, path, now(), kind, attempt, exc, None)))
             raise
         except BaseException:
-            observer(Event(cancelled, path, now(), kind, attempt))
+            observer(make((cancelled, path, now(), kind, attempt, None, None)))
             raise
         if type(result) is Success:
-            observer(Event(succeeded, path, now(), kind, attempt, None, result._inner_value))
+            observer(make((succeeded, path, now(), kind, attempt, None, result._inner_value)))
         elif isinstance(result, Failure):
-            observer(Event(failed, path, now(), kind, attempt, result._inner_value))
+            observer(make((failed, path, now(), kind, attempt, result._inner_value, None)))
         else:
             bug = _chain.not_a_result(name, path, result)
-            observer(Event(failed, path, now(), kind, attempt, bug))
+            observer(make((failed, path, now(), kind, attempt, bug, None)))
             raise bug
         return result  # type: ignore[no-any-return]
 
