@@ -38,7 +38,8 @@ if TYPE_CHECKING:
     from ._retry import Backoff
 
 _K = TypeVar("_K")
-_Ts2 = TypeVarTuple("_Ts2")
+_Res = TypeVar("_Res")  # Parallel's tuple of per-operand Result types (invariant)
+_Rs = TypeVarTuple("_Rs")
 
 
 class Priority(enum.IntEnum):
@@ -229,11 +230,13 @@ class Agent(Generic[_In_contra, _Out_co, _Err_co]):
 
     @overload
     def __or__(  # type: ignore[misc]
-        self: Parallel[_I, Unpack[_Ts], _E], other: Agent[_I, _O2, _E2]
-    ) -> Parallel[_I, Unpack[_Ts], _O2, _E | _E2]: ...
+        self: Parallel[_I, tuple[Unpack[_Ts]], tuple[Unpack[_Rs]], _E], other: Agent[_I, _O2, _E2]
+    ) -> Parallel[_I, tuple[Unpack[_Ts], _O2], tuple[Unpack[_Rs], Result[_O2, _E2]], _E | _E2]: ...
     @overload
-    def __or__(self: Agent[_I, _O, _E], other: Agent[_I, _O2, _E2]) -> Parallel[_I, _O, _O2, _E | _E2]: ...
-    def __or__(self, other: Agent[Any, Any, Any]) -> Parallel[Any, Unpack[tuple[Any, ...]], Any]:
+    def __or__(
+        self: Agent[_I, _O, _E], other: Agent[_I, _O2, _E2]
+    ) -> Parallel[_I, tuple[_O, _O2], tuple[Result[_O, _E], Result[_O2, _E2]], _E | _E2]: ...
+    def __or__(self, other: Agent[Any, Any, Any]) -> Parallel[Any, Any, Any, Any]:
         """``a | b``: run both on the same input at once (see :func:`both`).
 
         A group on the left grows flat: ``a | b | c`` gives a 3-tuple.
@@ -559,14 +562,19 @@ class Then(Agent[_In_contra, _Out_co, _Err_co]):
 
 @final
 @attrs.frozen(eq=False, repr=False)
-class Parallel(Agent[_In_contra, tuple[Unpack[_Ts]], _Err_co], Generic[_In_contra, Unpack[_Ts], _Err_co]):
+class Parallel(Agent[_In_contra, _Out_co, _Err_co], Generic[_In_contra, _Out_co, _Res, _Err_co]):
     """``a | b | ...``: a group run at once, fail-fast, outputs as a flat tuple.
+
+    Its type is ``Parallel[In, tuple[O1, O2, ...], tuple[Result[O1, E1],
+    Result[O2, E2], ...], E1 | E2 | ...]``: the outputs (what ``>>`` passes
+    on), each operand's own outcome type (what ``collect`` keeps), and the
+    union of the errors (what the fail-fast group can fail with).
 
     Stored as a persistent list (``prefix`` group plus ``last`` operand) so
     that growing a group by one operand costs O(1), not a copy.
     """
 
-    prefix: Parallel[Any, Unpack[tuple[Any, ...]], Any] | Agent[Any, Any, Any]
+    prefix: Parallel[Any, Any, Any, Any] | Agent[Any, Any, Any]
     last: Agent[Any, Any, Any]
     size: int
     kind: ClassVar[str] = "par"
@@ -607,7 +615,7 @@ def then(first: Agent[_I, _O, _E], second: Agent[_O, _O2, _E2]) -> Agent[_I, _O2
     return Then(first, second)
 
 
-def both(first: Agent[_I, _O, _E], second: Agent[_I, _O2, _E2]) -> Parallel[_I, Unpack[tuple[Any, ...]], Any]:
+def both(first: Agent[_I, _O, _E], second: Agent[_I, _O2, _E2]) -> Parallel[_I, Any, Any, Any]:
     """Parallel group of two operands, or ``first``'s group grown by one.
 
     Fail-fast: the earliest failure (in trio time) cancels the others and is

@@ -28,7 +28,7 @@ types.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence, Sized
-from typing import Any, ClassVar, Generic, Never, Protocol, TypeVar, Unpack, final, overload
+from typing import Any, ClassVar, Generic, Never, Protocol, TypeVar, TypeVarTuple, Unpack, final, overload
 
 import attrs
 import trio
@@ -47,14 +47,13 @@ _O = TypeVar("_O")
 _E = TypeVar("_E")
 _R = TypeVar("_R")
 _RE = TypeVar("_RE")
+_Rs = TypeVarTuple("_Rs")
 _O1 = TypeVar("_O1")
 _O2 = TypeVar("_O2")
 _O3 = TypeVar("_O3")
 _O4 = TypeVar("_O4")
 _O5 = TypeVar("_O5")
 _O6 = TypeVar("_O6")
-_O7 = TypeVar("_O7")
-_O8 = TypeVar("_O8")
 _E1 = TypeVar("_E1")
 _E2 = TypeVar("_E2")
 _E3 = TypeVar("_E3")
@@ -183,26 +182,12 @@ def each(inner: Agent[_I, _O, _E], /) -> Each[_I, _O, _E]:
     return Each(inner)
 
 
-# -- collect (overloads generated, see the module docstring) ----------------
+# -- collect -------------------------------------------------------------------
 
 @overload
-def collect(group: Parallel[_I, _O1, _O2, _E], /) -> Agent[_I, tuple[Result[_O1, _E], Result[_O2, _E]], Never]: ...  # type: ignore[overload-overlap]
-@overload
-def collect(group: Parallel[_I, _O1, _O2, _O3, _E], /) -> Agent[_I, tuple[Result[_O1, _E], Result[_O2, _E], Result[_O3, _E]], Never]: ...  # type: ignore[overload-overlap]
-@overload
-def collect(group: Parallel[_I, _O1, _O2, _O3, _O4, _E], /) -> Agent[_I, tuple[Result[_O1, _E], Result[_O2, _E], Result[_O3, _E], Result[_O4, _E]], Never]: ...  # type: ignore[overload-overlap]
-@overload
-def collect(group: Parallel[_I, _O1, _O2, _O3, _O4, _O5, _E], /) -> Agent[_I, tuple[Result[_O1, _E], Result[_O2, _E], Result[_O3, _E], Result[_O4, _E], Result[_O5, _E]], Never]: ...  # type: ignore[overload-overlap]
-@overload
-def collect(group: Parallel[_I, _O1, _O2, _O3, _O4, _O5, _O6, _E], /) -> Agent[_I, tuple[Result[_O1, _E], Result[_O2, _E], Result[_O3, _E], Result[_O4, _E], Result[_O5, _E], Result[_O6, _E]], Never]: ...  # type: ignore[overload-overlap]
-@overload
-def collect(group: Parallel[_I, _O1, _O2, _O3, _O4, _O5, _O6, _O7, _E], /) -> Agent[_I, tuple[Result[_O1, _E], Result[_O2, _E], Result[_O3, _E], Result[_O4, _E], Result[_O5, _E], Result[_O6, _E], Result[_O7, _E]], Never]: ...  # type: ignore[overload-overlap]
-@overload
-def collect(group: Parallel[_I, _O1, _O2, _O3, _O4, _O5, _O6, _O7, _O8, _E], /) -> Agent[_I, tuple[Result[_O1, _E], Result[_O2, _E], Result[_O3, _E], Result[_O4, _E], Result[_O5, _E], Result[_O6, _E], Result[_O7, _E], Result[_O8, _E]], Never]: ...  # type: ignore[overload-overlap]
-@overload
 def collect(  # type: ignore[overload-overlap]
-    group: Parallel[_I, Unpack[tuple[Any, ...]], _E], /
-) -> Agent[_I, tuple[Result[Any, _E], ...], Never]: ...
+    group: Parallel[_I, _O, tuple[Unpack[_Rs]], _E], /
+) -> Agent[_I, tuple[Unpack[_Rs]], Never]: ...
 @overload
 def collect(group: Each[_I, _O, _E], /) -> Agent[Iterable[_I], list[Result[_O, _E]], Never]: ...  # type: ignore[overload-overlap]
 @overload

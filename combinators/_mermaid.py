@@ -227,7 +227,7 @@ def _draw_seq(g: MermaidGraph, node: Then[Any, Any, Any]) -> Block:
         return body()
 
 
-def _draw_par(g: MermaidGraph, node: Parallel[Any, Any, Any]) -> Block:
+def _draw_par(g: MermaidGraph, node: Parallel[Any, Any, Any, Any]) -> Block:
     with g.subgraph(node.label or "parallel"):
         blocks = [g.draw(op) for op in node.operands]
     return _side_by_side(blocks)

@@ -349,7 +349,7 @@ def _compile_const(c: Compiler, node: Const[Any, Any, Any], env: Env) -> Runner:
 
 
 @compiles(Parallel)
-def _compile_parallel(c: Compiler, node: Parallel[Any, Any, Any], env: Env) -> Runner:
+def _compile_parallel(c: Compiler, node: Parallel[Any, Any, Any, Any], env: Env) -> Runner:
     operands = node.operands
     runners = tuple(c.compile(op, env) for op in operands)
     segs = segments(operands)
