@@ -40,9 +40,20 @@ def pg_server() -> Iterator[str]:
     if dsn:
         yield dsn
         return
+    if not (PG_BIN / "initdb").exists() and os.geteuid() == 0 and shutil.which("apt-get"):
+        # A fresh machine with only Python: install the server as .ci/services does.
+        subprocess.run(["apt-get", "update", "-qq"], check=False, capture_output=True)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "postgresql-15"],
+            check=False,
+            capture_output=True,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        )
     if not (PG_BIN / "initdb").exists():
         msg = "PostgreSQL 15 is not installed: run `source .ci/services` (it installs it) or set COMBINATORS_PG_DSN"
         raise RuntimeError(msg)
+    if os.geteuid() == 0 and subprocess.run(["id", "postgres"], capture_output=True, check=False).returncode:
+        subprocess.run(["useradd", "--system", "--no-create-home", "postgres"], check=True)
     base = Path(tempfile.mkdtemp(prefix="combinators-pg-"))
     user = _as_user()
     if user:
