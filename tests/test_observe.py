@@ -222,3 +222,42 @@ def test_doctests(module: str) -> None:
 
     failed, attempted = doctest.testmod(importlib.import_module(f"combinators.{module}"))
     assert failed == 0 and attempted > 0
+
+
+async def test_inlined_chain_steps_report_like_wrapped_ones(autojump_clock: trio.testing.MockClock) -> None:
+    """A straight chain keeps its leaves inline under an observer; events are unchanged."""
+    from returns.result import Failure, Result, Success
+
+    from combinators import EventKind, Recorder, agent, pure, run
+
+    @agent
+    async def slow(x: int) -> Result[int, str]:
+        await trio.sleep(2)
+        return Success(x + 1)
+
+    @agent
+    async def refuse(x: int) -> Result[int, str]:
+        await trio.sleep(1)
+        return Failure(f"no {x}")
+
+    def double(x: int) -> int:
+        return 2 * x
+
+    recorder = Recorder()
+    tree = (slow >> pure(double) >> slow >> refuse >> slow).named("chain")
+    assert await run(tree, 1, observer=recorder) == Failure("no 5")
+    seen = [(e.kind, e.path, e.time, e.value if e.kind is EventKind.SUCCEEDED else e.error) for e in recorder.events]
+    t0 = seen[0][2]
+    rel = [(k, p, t - t0, v) for k, p, t, v in seen]
+    assert rel == [
+        (EventKind.STARTED, "chain", 0, None),
+        (EventKind.STARTED, "chain/slow[0]", 0, None),
+        (EventKind.SUCCEEDED, "chain/slow[0]", 2, 2),
+        (EventKind.STARTED, "chain/double", 2, None),
+        (EventKind.SUCCEEDED, "chain/double", 2, 4),
+        (EventKind.STARTED, "chain/slow[2]", 2, None),
+        (EventKind.SUCCEEDED, "chain/slow[2]", 4, 5),
+        (EventKind.STARTED, "chain/refuse", 4, None),
+        (EventKind.FAILED, "chain/refuse", 5, "no 5"),
+        (EventKind.FAILED, "chain", 5, "no 5"),
+    ]
