@@ -752,35 +752,45 @@ def _compile_workflow(c: Compiler, node: WorkflowNode[Any, Any, Any], env: Env) 
                             queue.append(s)
 
             async def one(i: int) -> None:
-                shape = shapes[i]
-                if shape == _FROM_INPUT:
-                    arg = x
-                elif shape == _FROM_ONE:
-                    arg = values[data[i][0]]
-                else:
-                    arg = tuple(values[d] for d in data[i])
-                try:
-                    result = await runners[i](arg, path + segs[i])
-                except Exception as exc:
-                    keep_first_crash(crash, scope, exc)
-                    return
-                if isinstance(result, Success):
+                # When a node's success makes others ready, the last of them
+                # runs on in this task (a continuation) and only the rest get
+                # new tasks: a chain of nodes costs no task per node.
+                while True:
+                    shape = shapes[i]
+                    if shape == _FROM_INPUT:
+                        arg = x
+                    elif shape == _FROM_ONE:
+                        arg = values[data[i][0]]
+                    else:
+                        arg = tuple(values[d] for d in data[i])
+                    try:
+                        result = await runners[i](arg, path + segs[i])
+                    except Exception as exc:
+                        keep_first_crash(crash, scope, exc)
+                        return
+                    if not isinstance(result, Success):
+                        outcomes[i] = NodeFailed(result._inner_value)
+                        if not first_failure:
+                            first_failure.append(i)
+                        skip_dependents(i)
+                        if cancel_on_failure:
+                            scope.cancel()
+                        return
                     values[i] = result._inner_value
                     outcomes[i] = NodeSucceeded(result._inner_value)
                     if scope.cancel_called:
                         return
+                    ready = []
                     for s in succs[i]:
                         pending[s] -= 1
                         if pending[s] == 0 and outcomes[s] is None:
                             started[s] = True
-                            nursery.start_soon(one, s)
-                else:
-                    outcomes[i] = NodeFailed(result._inner_value)
-                    if not first_failure:
-                        first_failure.append(i)
-                    skip_dependents(i)
-                    if cancel_on_failure:
-                        scope.cancel()
+                            ready.append(s)
+                    if not ready:
+                        return
+                    for s in ready[:-1]:
+                        nursery.start_soon(one, s)
+                    i = ready[-1]
 
             for i in roots:
                 started[i] = True

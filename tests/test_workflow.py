@@ -714,3 +714,24 @@ def test_hierarchical_example_runs() -> None:
     assert "NFLX: failed, inside:" in failed_text
     assert "reconcile: NodeSkipped(because='yahoo')" in failed_text
     assert "rank: NodeSkipped(because='NFLX')" in failed_text
+
+
+async def test_a_chain_of_nodes_runs_on_in_one_task(autojump_clock: trio.testing.MockClock) -> None:
+    """A node whose success readies one dependent runs it on in the same task."""
+    from combinators import pure
+    from combinators.testing import TaskCounter
+
+    def inc(x: int) -> int:
+        return x + 1
+
+    wf, prev = Workflow.start(int).add("n0", pure(inc))
+    for i in range(1, 1_000):
+        wf, prev = wf.add(f"n{i}", pure(inc), after=prev)
+    counter = TaskCounter()
+    trio.lowlevel.add_instrument(counter)
+    try:
+        result = await run(wf.build(output=prev), 0)
+    finally:
+        trio.lowlevel.remove_instrument(counter)
+    assert result == Success(1_000)
+    assert counter.spawned == 1  # the root's task; every later node continues in it
