@@ -3,12 +3,18 @@
 Layering (dependencies point one way):
 
 * ``_expr`` is pure data: frozen nodes and operators; it imports no trio.
+  ``_exceptions`` (error values, misuse errors), ``_retry`` (backoff) and
+  ``_types`` are data too.
 * ``_plan`` compiles a tree into runners through a registry of rules; the
-  rules live next to the features (``_run`` for the core, ``_fanout``,
-  ``_workflow``, ``_control`` ...).
+  rules live next to their features: ``_run`` (leaves, ``|``, timeout,
+  retry, limits), ``_chain`` (``>>`` and friends as one loop), ``_fanout``
+  and ``_stream``, ``_workflow``, ``_control``, ``_executors``/``_ray``.
 * ``_run`` holds ``run``/``run_sync``: the only entry points that run trees.
-* ``_observe`` (events), ``_limits`` (admission) and ``_retry`` (backoff)
-  serve the interpreter; ``orchestration`` is the object-style API on top.
+* ``_limits`` (priority limiter, rate window), ``_cancel`` (fail-fast
+  nurseries), ``_observe`` (events) and ``_journal*`` (durable runs) serve
+  the interpreter; ``_report``, ``_trace``, ``otel``, ``_mermaid``, ``_json``
+  and ``_cli`` read trees and events; ``orchestration`` is the object-style
+  API on top; ``testing`` helps users test their own trees.
 """
 
 from __future__ import annotations
