@@ -6,7 +6,10 @@ pytest-mypy-plugins' YAML items have none, so give them an inert one.
 
 from __future__ import annotations
 
+import os
+
 import pytest
+from hypothesis import settings
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -14,3 +17,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if not hasattr(item, "obj"):
             item.obj = None  # type: ignore[attr-defined]
+
+
+# On CI, property tests explore the same examples every run (a failure there
+# is then reproducible from the log); locally they keep exploring new ones.
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
