@@ -21,6 +21,7 @@ from typing import Any, Final
 from returns.result import Failure, Result, Success
 
 from ._expr import Agent, Fallback, Leaf, LeafMode, MapError, Recover, Then, Transform, _fn_name
+from ._notes import not_a_result, note_function, note_node
 from ._plan import Compiler, Env, compiles, segments
 from ._types import Runner
 
@@ -127,9 +128,9 @@ def flatten(root: Agent[Any, Any, Any]) -> tuple[tuple[int, Any], ...]:
     return flat
 
 
-def _inlinable(c: Compiler, node: Agent[Any, Any, Any], env: Env, *, observed: bool = False) -> int | None:
-    """The inline op for a plain leaf, or None (``observed``: ignore the observer)."""
-    if type(node) is not Leaf or (c.observer is not None and not observed) or c.leaf_layers:
+def _inlinable(c: Compiler, node: Agent[Any, Any, Any], env: Env) -> int | None:
+    """The inline op for a plain leaf with nothing wrapped around it, or None."""
+    if type(node) is not Leaf or c.observer is not None or c.leaf_layers:
         return None
     if env.limiters or env.windows or env.executor is not None:
         return None
@@ -138,20 +139,6 @@ def _inlinable(c: Compiler, node: Agent[Any, Any, Any], env: Env, *, observed: b
     if node.mode is LeafMode.PURE:
         return _PURE
     return None
-
-
-def _note(exc: BaseException, text: str) -> None:
-    if not any(n.startswith("combinators:") for n in getattr(exc, "__notes__", ())):
-        exc.add_note(text)
-
-
-def not_a_result(name: str, path: str, value: object) -> TypeError:
-    """The error for an ``agent`` function that returned something not a Result."""
-    msg = (
-        f"agent {name!r} at {path!r} returned {type(value).__name__} "
-        f"{value!r}; an agent function must return Success(...) or Failure(...)"
-    )
-    return TypeError(msg)
 
 
 def compile_chain(c: Compiler, root: Agent[Any, Any, Any], env: Env) -> Runner:
@@ -166,10 +153,6 @@ def compile_chain(c: Compiler, root: Agent[Any, Any, Any], env: Env) -> Runner:
     if all_segs is None:
         all_segs = segments(tuple(p for op, p in flat if op in (_CALL, _FALLBACK)))
         _SEGMENTS[root] = all_segs
-    if c.observer is not None and all(
-        op == _MAP or (op == _CALL and _inlinable(c, p, env, observed=True) is not None) for op, p in flat
-    ):
-        return _straight_observed(flat, all_segs, c, env)
     segs = iter(all_segs)
     ops: list[tuple[int, Any, str]] = []
     for op, payload in flat:
@@ -245,9 +228,9 @@ def compile_chain(c: Compiler, root: Agent[Any, Any, Any], env: Env) -> Runner:
         except Exception as exc:
             op, payload, seg = steps[i]
             if op in (_AGENT, _PURE):
-                _note(exc, f"combinators: raised in node {path + seg!r}")
+                note_node(exc, path + seg)
             elif op in _OP_NAMES:
-                _note(exc, f"combinators: raised by the {_OP_NAMES[op]} function {_fn_name(payload)!r} of node {path!r}")
+                note_function(exc, _OP_NAMES[op], payload, path)
             raise
         if result is None:
             return Success(x)
@@ -277,93 +260,15 @@ def _straight(steps: tuple[tuple[int, Any, str], ...]) -> Runner:
         except Exception as exc:
             op, fn, seg = steps[i]
             if op == _MAP:
-                _note(exc, f"combinators: raised by the transform function {_fn_name(fn)!r} of node {path!r}")
+                note_function(exc, "transform", fn, path)
             else:
-                _note(exc, f"combinators: raised in node {path + seg!r}")
+                note_node(exc, path + seg)
             raise
         if steps[-1][0] == _AGENT:
             return result  # type: ignore[no-any-return]
         return Success(x)
 
     return run_straight
-
-
-def _straight_observed(
-    flat: tuple[tuple[int, Any], ...], all_segs: tuple[str, ...], c: Compiler, env: Env
-) -> Runner:
-    """A straight chain under an observer: leaves stay inline, events come from the loop.
-
-    Each leaf still reports ``started`` and one terminal event, with the same
-    paths, times and values as a wrapped leaf would; only the wrapper
-    coroutines are gone.
-    """
-    from ._observe import ATTEMPT, EventKind, _make_event, clock_reader
-
-    assert c.observer is not None
-    observer = c.observer
-    segs = iter(all_segs)
-    calls: list[tuple[int, Any, str, str]] = []
-    for op, payload in flat:
-        if op == _MAP:
-            calls.append((_MAP, payload, "", ""))
-        else:
-            inline = _inlinable(c, payload, env, observed=True)
-            assert inline is not None
-            calls.append((inline, payload.fn, next(segs), payload.kind))
-    steps = tuple(calls)
-    now = clock_reader()
-    make = _make_event
-    started, succeeded, failed, cancelled = (
-        EventKind.STARTED,
-        EventKind.SUCCEEDED,
-        EventKind.FAILED,
-        EventKind.CANCELLED,
-    )
-
-    async def run_straight_observed(x: Any, path: str) -> Result[Any, Any]:
-        attempt = ATTEMPT.get()
-        result: Any = None
-        for op, fn, seg, kind in steps:
-            if op == _MAP:
-                try:
-                    x = fn(x)
-                except Exception as exc:
-                    _note(exc, f"combinators: raised by the transform function {_fn_name(fn)!r} of node {path!r}")
-                    raise
-                result = None
-                continue
-            here = path + seg
-            observer(make((started, here, now(), kind, attempt, None, None)))
-            try:
-                if op == _AGENT:
-                    result = await fn(x)
-                else:
-                    x = fn(x)
-                    result = None
-            except Exception as exc:
-                _note(exc, f"combinators: raised in node {here!r}")
-                observer(make((failed, here, now(), kind, attempt, exc, None)))
-                raise
-            except BaseException:
-                observer(make((cancelled, here, now(), kind, attempt, None, None)))
-                raise
-            if result is None:
-                observer(make((succeeded, here, now(), kind, attempt, None, x)))
-            elif type(result) is Success:
-                x = result._inner_value
-                observer(make((succeeded, here, now(), kind, attempt, None, x)))
-            elif type(result) is Failure:
-                observer(make((failed, here, now(), kind, attempt, result._inner_value, None)))
-                return result
-            else:
-                bug = not_a_result(_fn_name(fn), here, result)
-                observer(make((failed, here, now(), kind, attempt, bug, None)))
-                raise bug
-        if result is None:
-            return Success(x)
-        return result  # type: ignore[no-any-return]
-
-    return run_straight_observed
 
 
 _PLAIN_ENV: Final = Env()

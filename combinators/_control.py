@@ -27,6 +27,7 @@ from returns.result import Failure, Result, Success
 
 from ._exceptions import AgentTypeError, BuildError, GaveUp
 from ._expr import Agent, _fn_name, _require_agent, _require_callable
+from ._notes import note_function
 from ._plan import Compiler, Env, compiles, segments
 from ._types import Runner, _Err_co, _In_contra, _Out_co
 
@@ -303,10 +304,6 @@ def repeat(
 # Compile rules
 
 
-def _note_fn(exc: BaseException, what: str, fn: object, path: str) -> None:
-    exc.add_note(f"combinators: raised by the {what} function {_fn_name(fn)!r} of node {path!r}")
-
-
 @compiles(Switch)
 def _compile_switch(c: Compiler, node: Switch[Any, Any, Any], env: Env) -> Runner:
     kids = node.children()
@@ -322,7 +319,7 @@ def _compile_switch(c: Compiler, node: Switch[Any, Any, Any], env: Env) -> Runne
             k = key(x)
             chosen = table.get(k, fallback)
         except Exception as exc:
-            _note_fn(exc, "key", key, path)
+            note_function(exc, "key", key, path)
             raise
         if chosen is None:
             await trio.lowlevel.checkpoint()
@@ -344,7 +341,7 @@ def _compile_when(c: Compiler, node: When[Any, Any, Any], env: Env) -> Runner:
         try:
             taken = bool(pred(x))
         except Exception as exc:
-            _note_fn(exc, "predicate", pred, path)
+            note_function(exc, "predicate", pred, path)
             raise
         if taken:
             return await then_runner(x, path + seg_then)
@@ -372,7 +369,7 @@ def _compile_bind(c: Compiler, node: Bind[Any, Any, Any], env: Env) -> Runner:
             chosen = f(value)
             label = key(value) if key is not None else None
         except Exception as exc:
-            _note_fn(exc, "bind", f, path)
+            note_function(exc, "bind", f, path)
             raise
         if not isinstance(chosen, Agent):
             msg = (
@@ -407,7 +404,7 @@ def _compile_repeat(c: Compiler, node: Repeat[Any, Any, Any], env: Env) -> Runne
             try:
                 done = until(state)
             except Exception as exc:
-                _note_fn(exc, "until", until, path)
+                note_function(exc, "until", until, path)
                 raise
             if done:
                 return result

@@ -35,6 +35,7 @@ from returns.result import Failure, Result, Success
 
 from ._exceptions import AgentTypeError, BuildError, Crashed
 from ._expr import Agent, Leaf, LeafMode, _fn_name
+from ._notes import note_node
 from ._plan import Compiler, Env, compiles, segments
 from ._types import _E, _I, _O, Runner, _Err_co, _In_contra, _Out_co
 
@@ -353,9 +354,7 @@ def executor_leaf_runner(executor: Executor, leaf: Leaf[Any, Any, Any], base: Ru
         try:
             value = await call(fn, x)
         except Exception as exc:
-            from ._run import _note
-
-            _note(exc, path)
+            note_node(exc, path)
             raise
         return Success(value)
 

@@ -39,7 +39,7 @@ from ._exceptions import AgentTypeError, AllFailed, BuildError, NoMajority
 from ._expr import Agent, Parallel, _fn_name, _require_agent, _require_callable
 from ._observe import observed
 from ._plan import Compiler, Env, compiles, segments
-from ._run import _note
+from ._notes import note_function, note_node
 from ._types import Runner, _Err_co, _In_contra, _Out_co
 
 _I = TypeVar("_I")
@@ -446,7 +446,7 @@ def _each_runner(c: Compiler, node: Each[Any, Any, Any], env: Env, *, keep_going
                 try:
                     item = next(items, _DONE)
                 except Exception as exc:
-                    _note(exc, path)
+                    note_node(exc, path)
                     keep_first_crash(crash, scope, exc)
                     return None
                 if item is _DONE:
@@ -633,7 +633,7 @@ def _compile_vote(c: Compiler, node: Vote[Any, Any, Any], env: Env) -> Runner:
                     else:
                         failed += 1
                 except Exception as exc:
-                    _note(exc, path + segs[i])
+                    note_node(exc, path + segs[i])
                     keep_first_crash(crash, scope, exc)
                     return
                 top = max(counts.values(), default=0)
@@ -688,7 +688,7 @@ def _compile_aggregate(c: Compiler, node: Aggregate[Any, Any, Any], env: Env) ->
         try:
             out = f(results)
         except Exception as exc:
-            exc.add_note(f"combinators: raised by the aggregate function {_fn_name(f)!r} of node {path!r}")
+            note_function(exc, "aggregate", f, path)
             raise
         if not isinstance(out, Result):
             msg = (

@@ -64,9 +64,8 @@ class PriorityLimiter:
 
     async def acquire(self, priority: Priority = Priority.NORMAL) -> None:
         """Wait for a slot; higher priority first, then first come."""
-        if self.try_acquire():
-            await trio.lowlevel.checkpoint_if_cancelled()
-            return
+        # Cancellation is checked before a slot is taken, never after: a
+        # Cancelled raised while holding a slot would leak it.
         await trio.lowlevel.checkpoint_if_cancelled()
         if self.try_acquire():
             return
@@ -83,7 +82,7 @@ class PriorityLimiter:
 
     def release(self) -> None:
         """Give the slot back, or hand it to the next waiter."""
-        waiter = self._next_waiter()
+        waiter = self._next_waiter() if self.waiting else None
         if waiter is None:
             self.borrowed -= 1
             return

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 import trio
@@ -40,6 +40,7 @@ from ._expr import (
 )
 from . import _chain as _chain  # registers the sequence rules
 from ._limits import PriorityLimiter, StartWindow
+from ._notes import not_a_result, note_node
 from ._observe import ATTEMPT, EventKind, Observer, _make_event, clock_reader, emit
 from ._plan import Compiler, Env, LeafLayer, compiles, segments
 from ._types import Runner
@@ -133,13 +134,6 @@ def compile_tree(
     return Compiler(observer=observer, leaf_layers=leaf_layers).compile(agent, env)
 
 
-def _note(exc: BaseException, path: str) -> None:
-    text = f"combinators: raised in node {path!r}"
-    notes = getattr(exc, "__notes__", ())
-    if not any(n.startswith("combinators: raised in node") for n in notes):
-        exc.add_note(text)
-
-
 # --------------------------------------------------------------------------
 # Leaves
 
@@ -153,10 +147,10 @@ def _base_leaf_runner(leaf: Leaf[Any, Any, Any]) -> Runner:
             try:
                 result = await fn(x)
             except Exception as exc:
-                _note(exc, path)
+                note_node(exc, path)
                 raise
             if not isinstance(result, Result):
-                raise _chain.not_a_result(name, path, result)
+                raise not_a_result(name, path, result)
             return result
 
         return run_agent
@@ -178,7 +172,7 @@ def _base_leaf_runner(leaf: Leaf[Any, Any, Any]) -> Runner:
         try:
             value = fn(x)
         except Exception as exc:
-            _note(exc, path)
+            note_node(exc, path)
             raise
         return Success(value)
 
@@ -230,12 +224,12 @@ def _limited_agent_leaf(leaf: Leaf[Any, Any, Any], limiter: PriorityLimiter, pri
         try:
             result = await fn(x)
         except Exception as exc:
-            _note(exc, path)
+            note_node(exc, path)
             raise
         finally:
             limiter.release()
         if not isinstance(result, Result):
-            raise _chain.not_a_result(name, path, result)
+            raise not_a_result(name, path, result)
         return result
 
     return run_limited_agent
@@ -275,7 +269,7 @@ def _observed_agent_leaf(observer: Observer, leaf: Leaf[Any, Any, Any], env: Env
                 finally:
                     limiter.release()
         except Exception as exc:
-            _note(exc, path)
+            note_node(exc, path)
             observer(make((failed, path, now(), kind, attempt, exc, None)))
             raise
         except BaseException:
@@ -286,7 +280,7 @@ def _observed_agent_leaf(observer: Observer, leaf: Leaf[Any, Any, Any], env: Env
         elif isinstance(result, Failure):
             observer(make((failed, path, now(), kind, attempt, result._inner_value, None)))
         else:
-            bug = _chain.not_a_result(name, path, result)
+            bug = not_a_result(name, path, result)
             observer(make((failed, path, now(), kind, attempt, bug, None)))
             raise bug
         return result  # type: ignore[no-any-return]
@@ -458,25 +452,26 @@ def _compile_retry(c: Compiler, node: Retry[Any, Any, Any], env: Env) -> Runner:
 def _compile_limit(c: Compiler, node: Limit[Any, Any, Any], env: Env) -> Runner:
     limiter = PriorityLimiter(node.n)
     inner_env = attrs.evolve(env, limiters=env.limiters + (limiter,))
-    return _passthrough(c.compile(node.inner, inner_env), node)
+    return _child_under(c, node.inner, inner_env)
 
 
 @compiles(Prioritized)
 def _compile_priority(c: Compiler, node: Prioritized[Any, Any, Any], env: Env) -> Runner:
     inner_env = attrs.evolve(env, priority=node.value)
-    return _passthrough(c.compile(node.inner, inner_env), node)
+    return _child_under(c, node.inner, inner_env)
 
 
 @compiles(Rate)
 def _compile_rate(c: Compiler, node: Rate[Any, Any, Any], env: Env) -> Runner:
     window = StartWindow(node.calls, node.per)
     inner_env = attrs.evolve(env, windows=env.windows + ((window, node.weight),))
-    return _passthrough(c.compile(node.inner, inner_env), node)
+    return _child_under(c, node.inner, inner_env)
 
 
-def _passthrough(inner: Runner, node: Agent[Any, Any, Any]) -> Runner:
-    """A wrapper node that only changes compile-time context: one path level."""
-    seg = segments((node.inner,))[0]  # type: ignore[attr-defined]
+def _child_under(c: Compiler, child: Agent[Any, Any, Any], env: Env) -> Runner:
+    """A wrapper that only changes compile-time context: its one child under ``env``, one path level down."""
+    inner = c.compile(child, env)
+    seg = segments((child,))[0]
 
     async def run_wrapped(x: Any, path: str) -> Result[Any, Any]:
         return await inner(x, path + seg)

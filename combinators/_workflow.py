@@ -567,7 +567,6 @@ class Workflow(Generic[_In, _WErr_co]):
                 raise BuildError(msg)
         links = _links(self._tail)
         index = {link.name: link.index for link in links}
-        n = len(links)
         data = tuple(tuple(d.index for d in link.deps) for link in links)
         # Distinct predecessors, data dependencies first, in the order given.
         preds = [list(dict.fromkeys(ds)) if len(ds) > 1 else list(ds) for ds in data]

@@ -13,7 +13,6 @@ from __future__ import annotations
 import sys
 
 import trio
-from returns.result import Failure, Result, Success
 
 from combinators import run
 from combinators.orchestration import AgentChain, SequentialOrchestrator
@@ -29,7 +28,7 @@ from examples.market import (
     trading_signal,
     value,
 )
-from examples.pipeline import pipeline
+from examples.pipeline import describe, pipeline
 
 #: str -> Position, failing with UnknownSymbol or NoEdge: mypy infers the chain's type.
 chain: AgentChain[str, Position, UnknownSymbol | NoEdge] = (
@@ -40,17 +39,6 @@ chain: AgentChain[str, Position, UnknownSymbol | NoEdge] = (
     .then_with_transform(trading_signal, to_trade_setup)
     .then(position_size)
 )
-
-
-def describe(symbol: str, result: Result[Position, UnknownSymbol | NoEdge]) -> str:
-    match result:
-        case Success(Position() as position):
-            return position.describe()
-        case Failure(NoEdge(_, reason)):
-            return f"{symbol}: no trade ({reason})"
-        case Failure(UnknownSymbol(name)):
-            return f"{symbol}: unknown symbol {name!r}"
-    return f"{symbol}: {result}"  # pragma: no cover - exhaustive above
 
 
 async def main(symbols: list[str]) -> list[str]:

@@ -13,7 +13,6 @@ the same instant may be reported in either order (DESIGN §3).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
 from typing import Any
 
 import attrs

@@ -224,8 +224,8 @@ def test_doctests(module: str) -> None:
     assert failed == 0 and attempted > 0
 
 
-async def test_inlined_chain_steps_report_like_wrapped_ones(autojump_clock: trio.testing.MockClock) -> None:
-    """A straight chain keeps its leaves inline under an observer; events are unchanged."""
+async def test_chain_steps_report_in_order_with_times_and_values(autojump_clock: trio.testing.MockClock) -> None:
+    """Every step of a chain, agent or pure, reports its start and outcome, in order."""
     from returns.result import Failure, Result, Success
 
     from combinators import EventKind, Recorder, agent, pure, run

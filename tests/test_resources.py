@@ -49,6 +49,12 @@ async def test_timeout_cancels_the_leaf_and_frees_its_slot(
     assert reached == []
     # the slot is free again: a second run under the same shape is admitted at once
     assert await run(tree | fake("quick", delay=1, value=2), 0) == Failure(TimedOut("par/guarded", 5.0))
+    # the slot is free again at once: a fallback under the same limit(1) gets it
+    rescued = paid_call.timeout(5).fallback(fake("quick", delay=1, value=2)).limit(1)
+    start = trio.current_time()
+    with trio.fail_after(60):
+        assert await run(rescued, 1) == Success(2)
+    assert trio.current_time() - start == 6
 
 
 async def test_timeout_returns_result_when_in_time(autojump_clock: trio.testing.MockClock) -> None:
@@ -264,8 +270,9 @@ async def test_limiter_admits_by_priority_then_arrival(autojump_clock: trio.test
     assert admitted == expected
 
 
-async def test_low_priority_is_not_starved(autojump_clock: trio.testing.MockClock) -> None:
-    limiter = PriorityLimiter(1, aging=4)
+async def _position_of_low(aging: int) -> int:
+    """Where a LOW request lands under a stream of CRITICAL ones (limit 1)."""
+    limiter = PriorityLimiter(1, aging=aging)
     admitted: list[str] = []
 
     async def worker(tag: str, priority: Priority) -> None:
@@ -278,16 +285,20 @@ async def test_low_priority_is_not_starved(autojump_clock: trio.testing.MockCloc
         nursery.start_soon(worker, "crit-first", Priority.CRITICAL)
         await trio.sleep(0.1)
         nursery.start_soon(worker, "low", Priority.LOW)
-        for i in range(60):  # a new CRITICAL request every half second, forever
+        for i in range(60):  # a new CRITICAL request every half second
             await trio.sleep(0.5)
             nursery.start_soon(worker, f"crit{i}", Priority.CRITICAL)
-    position = admitted.index("low")
+    return admitted.index("low")
+
+
+async def test_low_priority_is_not_starved(autojump_clock: trio.testing.MockClock) -> None:
     # LOW gains a level per 4 admissions; CRITICAL work that arrives more than
     # 3 * 4 admissions after it can no longer overtake it, so it gets in long
-    # before the stream ends (without aging it would be last, at 61)
+    # before the stream ends
+    position = await _position_of_low(aging=4)
     assert 3 <= position <= 30
-    without_aging = PriorityLimiter(1, aging=10**9)
-    assert without_aging.aging > 60  # sanity: with no aging LOW would come last
+    # without aging the same LOW request waits for every CRITICAL one: last
+    assert await _position_of_low(aging=10**9) == 61
 
 
 async def test_cancelled_waiter_leaves_the_queue(autojump_clock: trio.testing.MockClock) -> None:
@@ -397,3 +408,12 @@ def test_bad_backoff_is_refused() -> None:
         Backoff(base=-1)
     with pytest.raises(BuildError, match="jitter"):
         Backoff(jitter=2)
+
+
+async def test_an_already_cancelled_acquire_takes_no_slot() -> None:
+    limiter = PriorityLimiter(1)
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await limiter.acquire()
+    assert scope.cancelled_caught
+    assert limiter.borrowed == 0
