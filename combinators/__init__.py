@@ -11,8 +11,8 @@ Layering (dependencies point one way):
   and ``_stream``, ``_workflow``, ``_control``, ``_executors``/``_ray``.
 * ``_run`` holds ``run``/``run_sync``: the only entry points that run trees.
 * ``_limits`` (priority limiter, rate window), ``_notes`` (how escaping
-  bugs are labelled), ``_cancel`` (fail-fast nurseries), ``_observe`` (events) and ``_journal*`` (durable runs) serve
-  the interpreter; ``_report``, ``_trace``, ``otel``, ``_mermaid``, ``_json``
+  bugs are labelled), ``_cancel`` (fail-fast nurseries), ``_observe``
+  (events) and ``_journal*`` (durable runs) serve the interpreter; ``_report``, ``_trace``, ``otel``, ``_mermaid``, ``_json``
   and ``_cli`` read trees and events; ``orchestration`` is the object-style
   API on top; ``testing`` helps users test their own trees.
 """
