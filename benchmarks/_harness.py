@@ -8,17 +8,51 @@ import time
 import tracemalloc
 from collections.abc import Callable, Sequence
 
+from combinators import Event, EventKind
+
+
+def _seconds(fn: Callable[[], object]) -> float:
+    """Wall time of one ``fn()``, starting from a collected heap."""
+    gc.collect()
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
 
 def median_seconds(fn: Callable[[], object], *, repeat: int = 7) -> float:
     """Median wall time of ``fn()`` over ``repeat`` runs (after one warm-up)."""
     fn()
-    times = []
-    for _ in range(repeat):
-        gc.collect()
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(_seconds(fn) for _ in range(repeat))
+
+
+def median_ratio(base: Callable[[], object], other: Callable[[], object], *, repeat: int = 7) -> float:
+    """Median of ``time(other) / time(base)`` over ``repeat`` back-to-back pairs.
+
+    Pairing the two runs and taking the median of the ratios keeps a slow
+    stretch of a shared machine from landing on one side only.
+    """
+    base()
+    other()
+    return statistics.median(_seconds(other) / _seconds(base) for _ in range(repeat))
+
+
+class Tally:
+    """An observer that counts started and finished nodes, as a progress display does.
+
+    It keeps nothing per event, so it measures the interpreter's cost of
+    emitting events; ``Recorder`` columns add the cost of keeping every
+    event alive (CPython's garbage collector then walks them all).
+    """
+
+    def __init__(self) -> None:
+        self.started = 0
+        self.finished = 0
+
+    def __call__(self, event: Event) -> None:
+        if event.kind is EventKind.STARTED:
+            self.started += 1
+        else:
+            self.finished += 1
 
 
 def peak_mib(fn: Callable[[], object]) -> float:

@@ -14,7 +14,7 @@ from typing import Any
 import trio
 from returns.result import Result, Success
 
-from benchmarks._harness import median_seconds, table
+from benchmarks._harness import Tally, median_ratio, median_seconds, table
 from combinators import Node, Recorder, Workflow, agent, pure, run
 
 N = 10_000
@@ -68,12 +68,16 @@ def main() -> None:
     for label, hand, tree in (("fan-out + fan-in", hand_fan, fan), ("chain", hand_chain, chain)):
         t_hand = median_seconds(lambda: trio.run(hand, N), repeat=5)
         t_ours = median_seconds(lambda: trio.run(run, tree, 0), repeat=5)
-        t_obs = median_seconds(lambda: trio.run(functools.partial(run, tree, 0, observer=Recorder())), repeat=3)
-        rows.append([f"{label}, {N} nodes", t_hand / N * 1e6, t_ours / N * 1e6, t_ours / t_hand, t_obs / t_ours])
+        plain = functools.partial(run, tree, 0)
+        tally = median_ratio(lambda: trio.run(plain), lambda: trio.run(functools.partial(plain, observer=Tally())))
+        recorder = median_ratio(
+            lambda: trio.run(plain), lambda: trio.run(functools.partial(plain, observer=Recorder())), repeat=5
+        )
+        rows.append([f"{label}, {N} nodes", t_hand / N * 1e6, t_ours / N * 1e6, t_ours / t_hand, tally, recorder])
     print(
         table(
             "workflow runs (median; µs per node)",
-            ["case", "hand µs", "ours µs", "ours/hand", "observer x"],
+            ["case", "hand µs", "ours µs", "ours/hand", "observer x", "Recorder x"],
             rows,
         )
     )

@@ -130,7 +130,7 @@ def flatten(root: Agent[Any, Any, Any]) -> tuple[tuple[int, Any], ...]:
 
 def _inlinable(c: Compiler, node: Agent[Any, Any, Any], env: Env) -> int | None:
     """The inline op for a plain leaf with nothing wrapped around it, or None."""
-    if type(node) is not Leaf or c.observer is not None or c.leaf_layers:
+    if type(node) is not Leaf or c.observed or c.leaf_layers:
         return None
     if env.limiters or env.windows or env.executor is not None:
         return None
@@ -143,7 +143,7 @@ def _inlinable(c: Compiler, node: Agent[Any, Any, Any], env: Env) -> int | None:
 
 def compile_chain(c: Compiler, root: Agent[Any, Any, Any], env: Env) -> Runner:
     """The runner for a flattened chain (see the module docs)."""
-    plain = c.observer is None and not c.leaf_layers and env == _PLAIN_ENV
+    plain = not c.observed and not c.leaf_layers and env == _PLAIN_ENV
     if plain:
         cached = _PLAIN.get(root)
         if cached is not None:

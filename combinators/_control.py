@@ -359,6 +359,7 @@ def _compile_bind(c: Compiler, node: Bind[Any, Any, Any], env: Env) -> Runner:
     # runner (and so one set of limiters) for the run; the compiler's own
     # memo is by identity.
     canon: dict[Agent[Any, Any, Any], Agent[Any, Any, Any]] = {}
+    c.per_run = True  # it compiles as it runs, into this run's compiler
 
     async def run_bind(x: Any, path: str) -> Result[Any, Any]:
         result = await inner(x, path + seg)

@@ -514,8 +514,8 @@ def _compile_collect(c: Compiler, node: Collect[Any, Any, Any], env: Env) -> Run
     if spread is not None:
         # The group node is not compiled on its own here, so it reports to
         # the observer from this wrapper.
-        if c.observer is not None:
-            spread = observed(c.observer, inner, spread)
+        if c.observed:
+            spread = observed(inner, spread)
         runner = spread
 
         async def run_collect(x: Any, path: str) -> Result[Any, Any]:

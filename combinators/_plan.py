@@ -6,8 +6,11 @@ compiled once per ``run`` (limiters and rate windows belong to a run), each
 node kind by the function registered for its class with :func:`compiles`.
 
 Compile-time context that flows down the tree (limiters in force, priority,
-rate windows) is an :class:`Env`; per-run services (observer, extra leaf
-layers such as a journal) live on the :class:`Compiler`.
+rate windows) is an :class:`Env`; whether the run is observed and extra
+leaf layers (a journal) live on the :class:`Compiler`.  A plan that holds no
+state of its own run (no limiter, rate window, seeded random source or
+compile at run time: :attr:`Compiler.per_run` stays false) is kept and
+reused for every later run of the same tree.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ from ._types import Runner
 
 if TYPE_CHECKING:
     from ._limits import PriorityLimiter, StartWindow
-    from ._observe import Observer
 
 _N = TypeVar("_N", bound=Agent[Any, Any, Any])
 
@@ -62,16 +64,23 @@ class Env:
 
 
 class Compiler:
-    """Compiles the nodes of one run; memoises by (node identity, env)."""
+    """Compiles the nodes of a tree into a plan; memoises by (node identity, env).
+
+    ``observed`` plans emit events to the run's observer (``SINK`` in
+    ``_observe``), which they look up as they run rather than hold.  A rule
+    that puts state belonging to one run into its runner sets ``per_run``:
+    such a plan is compiled afresh for every run.
+    """
 
     def __init__(
         self,
         *,
-        observer: Observer | None = None,
+        observed: bool = False,
         leaf_layers: tuple[LeafLayer, ...] = (),
     ) -> None:
-        self.observer = observer
+        self.observed = observed
         self.leaf_layers = leaf_layers
+        self.per_run = bool(leaf_layers)
         self._memo: dict[tuple[int, Env], tuple[Agent[Any, Any, Any], Runner]] = {}
 
     def compile(self, node: Agent[Any, Any, Any], env: Env) -> Runner:
@@ -85,10 +94,10 @@ class Compiler:
             msg = f"no interpreter rule for node kind {type(node).__name__} ({node.name!r})"
             raise TypeError(msg)
         runner = fn(self, node, env)
-        if self.observer is not None and not getattr(runner, "_observed", False):
+        if self.observed and not getattr(runner, "_observed", False):
             from ._observe import observed
 
-            runner = observed(self.observer, node, runner)
+            runner = observed(node, runner)
         # Keep the node alive so its id() is not reused within this run.
         self._memo[key] = (node, runner)
         return runner

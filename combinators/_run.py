@@ -17,6 +17,7 @@ step.  Only ``Exception`` is ever caught for conversion (``lift``);
 from __future__ import annotations
 
 import functools
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -41,7 +42,20 @@ from ._expr import (
 from . import _chain as _chain  # registers the sequence rules
 from ._limits import PriorityLimiter, StartWindow
 from ._notes import not_a_result, note_node
-from ._observe import ATTEMPT, EventKind, Observer, _make_event, clock_reader, emit
+from ._observe import (
+    CANCELLED,
+    FAILED,
+    STARTED,
+    SUCCEEDED,
+    ATTEMPT,
+    SINK,
+    Event,
+    EventKind,
+    Observer,
+    emit,
+    new_event,
+    observing,
+)
 from ._plan import Compiler, Env, LeafLayer, compiles, segments
 from ._types import Runner
 
@@ -121,7 +135,14 @@ def compile_tree(
     observer: Observer | None = None,
     leaf_layers: tuple[LeafLayer, ...] = (),
 ) -> Runner:
-    """Compile a tree for one run (limiters are created here, one per run)."""
+    """The runner for one run of ``agent``.
+
+    The plan is compiled once per tree and reused for every run that adds
+    no state of its own (no ``max_concurrency``, no journal) when compiling
+    it put none in either (no ``.limit``, ``.rate``, ``.retry`` or ``bind``
+    inside): limiters, rate windows and seeded random sources belong to
+    one run.  An observer is given to the plan at its root, per run.
+    """
     if not isinstance(agent, Agent):
         msg = f"run() expects an Agent, got {type(agent).__name__} {agent!r}"
         raise TypeError(msg)
@@ -130,8 +151,23 @@ def compile_tree(
     ):
         msg = f"max_concurrency must be an int >= 1, got {max_concurrency!r}"
         raise ValueError(msg)
-    env = Env(limiters=(PriorityLimiter(max_concurrency),) if max_concurrency else ())
-    return Compiler(observer=observer, leaf_layers=leaf_layers).compile(agent, env)
+    observed = observer is not None
+    reusable = max_concurrency is None and not leaf_layers
+    plans = _PLANS.get(agent) if reusable else None
+    plan = plans[observed] if plans is not None else None
+    if plan is None:
+        env = Env(limiters=(PriorityLimiter(max_concurrency),) if max_concurrency else ())
+        compiler = Compiler(observed=observed, leaf_layers=leaf_layers)
+        plan = compiler.compile(agent, env)
+        if reusable and not compiler.per_run:
+            _PLANS.setdefault(agent, [None, None])[observed] = plan
+    return plan if observer is None else observing(observer, plan)
+
+
+#: Plans that hold no per-run state, per tree: ``[unobserved, observed]``.
+#: Trees are immutable, so a plan never goes stale; runners never refer to
+#: the tree's root node, so an entry goes when its tree does.
+_PLANS: weakref.WeakKeyDictionary[Agent[Any, Any, Any], list[Runner | None]] = weakref.WeakKeyDictionary()
 
 
 # --------------------------------------------------------------------------
@@ -182,14 +218,14 @@ def _base_leaf_runner(leaf: Leaf[Any, Any, Any]) -> Runner:
 @compiles(Leaf)
 def _compile_leaf(c: Compiler, leaf: Leaf[Any, Any, Any], env: Env) -> Runner:
     if (
-        c.observer is not None
+        c.observed
         and leaf.mode is LeafMode.RESULT
         and env.executor is None
         and not c.leaf_layers
         and not env.windows
         and len(env.limiters) <= 1
     ):
-        return _observed_agent_leaf(c.observer, leaf, env)
+        return _observed_agent_leaf(leaf, env)
     if (
         leaf.mode is LeafMode.RESULT
         and len(env.limiters) == 1
@@ -235,7 +271,7 @@ def _limited_agent_leaf(leaf: Leaf[Any, Any, Any], limiter: PriorityLimiter, pri
     return run_limited_agent
 
 
-def _observed_agent_leaf(observer: Observer, leaf: Leaf[Any, Any, Any], env: Env) -> Runner:
+def _observed_agent_leaf(leaf: Leaf[Any, Any, Any], env: Env) -> Runner:
     """An observed ``agent`` leaf in one coroutine (events, slot, call, check).
 
     The general path wraps the call, the limiter and the events in three
@@ -247,18 +283,11 @@ def _observed_agent_leaf(observer: Observer, leaf: Leaf[Any, Any, Any], env: Env
     kind = leaf.kind
     limiter = env.limiters[0] if env.limiters else None
     priority = env.priority
-    now = clock_reader()
-    make = _make_event
-    started, succeeded, failed, cancelled = (
-        EventKind.STARTED,
-        EventKind.SUCCEEDED,
-        EventKind.FAILED,
-        EventKind.CANCELLED,
-    )
 
     async def run_observed_agent(x: Any, path: str) -> Result[Any, Any]:
+        observer, now = SINK.get()
         attempt = ATTEMPT.get()
-        observer(make((started, path, now(), kind, attempt, None, None)))
+        observer(new_event(Event, (STARTED, path, now(), kind, attempt, None, None)))
         try:
             if limiter is None:
                 result = await fn(x)
@@ -270,18 +299,18 @@ def _observed_agent_leaf(observer: Observer, leaf: Leaf[Any, Any, Any], env: Env
                     limiter.release()
         except Exception as exc:
             note_node(exc, path)
-            observer(make((failed, path, now(), kind, attempt, exc, None)))
+            observer(new_event(Event, (FAILED, path, now(), kind, attempt, exc, None)))
             raise
         except BaseException:
-            observer(make((cancelled, path, now(), kind, attempt, None, None)))
+            observer(new_event(Event, (CANCELLED, path, now(), kind, attempt, None, None)))
             raise
         if type(result) is Success:
-            observer(make((succeeded, path, now(), kind, attempt, None, result._inner_value)))
+            observer(new_event(Event, (SUCCEEDED, path, now(), kind, attempt, None, result._inner_value)))
         elif isinstance(result, Failure):
-            observer(make((failed, path, now(), kind, attempt, result._inner_value, None)))
+            observer(new_event(Event, (FAILED, path, now(), kind, attempt, result._inner_value, None)))
         else:
             bug = not_a_result(name, path, result)
-            observer(make((failed, path, now(), kind, attempt, bug, None)))
+            observer(new_event(Event, (FAILED, path, now(), kind, attempt, bug, None)))
             raise bug
         return result  # type: ignore[no-any-return]
 
@@ -416,13 +445,14 @@ def _compile_retry(c: Compiler, node: Retry[Any, Any, Any], env: Env) -> Runner:
     seg = segments((node.inner,))[0]
     times, backoff, when, deadline = node.times, node.backoff, node.when, node.deadline
     rng = backoff.rng()
-    observer = c.observer
+    observed = c.observed
+    c.per_run = True  # the random source is this run's
 
     async def run_retry(x: Any, path: str) -> Result[Any, Any]:
         start = trio.current_time()
         attempt = 1
         while True:
-            if observer is None:
+            if not observed:
                 result = await inner(x, path + seg)
             else:
                 # Events below this node carry the attempt they belong to.
@@ -443,7 +473,7 @@ def _compile_retry(c: Compiler, node: Retry[Any, Any, Any], env: Env) -> Runner:
             attempt += 1
             # After the wait, so each ``retried`` event is an attempt that
             # really starts (a cancel during the wait emits none).
-            emit(observer, EventKind.RETRIED, path, node="retry", attempt=attempt, error=error)
+            emit(EventKind.RETRIED, path, node="retry", attempt=attempt, error=error)
 
     return run_retry
 
@@ -451,6 +481,7 @@ def _compile_retry(c: Compiler, node: Retry[Any, Any, Any], env: Env) -> Runner:
 @compiles(Limit)
 def _compile_limit(c: Compiler, node: Limit[Any, Any, Any], env: Env) -> Runner:
     limiter = PriorityLimiter(node.n)
+    c.per_run = True  # the limiter is this run's
     inner_env = attrs.evolve(env, limiters=env.limiters + (limiter,))
     return _child_under(c, node.inner, inner_env)
 
@@ -464,6 +495,7 @@ def _compile_priority(c: Compiler, node: Prioritized[Any, Any, Any], env: Env) -
 @compiles(Rate)
 def _compile_rate(c: Compiler, node: Rate[Any, Any, Any], env: Env) -> Runner:
     window = StartWindow(node.calls, node.per)
+    c.per_run = True  # the window is this run's
     inner_env = attrs.evolve(env, windows=env.windows + ((window, node.weight),))
     return _child_under(c, node.inner, inner_env)
 

@@ -245,6 +245,11 @@ def test_interpreter_matches_reference(spec: Any, x: int) -> None:
     result, elapsed = run_virtual(tree, x)
     assert normalise(result) in expected
     assert elapsed == expected_time
+    # A second run reuses the plan compiled for the first (when it holds no
+    # run state): same answer, same time.
+    again, elapsed_again = run_virtual(tree, x)
+    assert normalise(again) in expected
+    assert elapsed_again == expected_time
 
 
 @settings(max_examples=100, deadline=None)
