@@ -8,6 +8,7 @@ These tests run in real time: leases are on the database's clock.
 from __future__ import annotations
 
 import signal
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -127,12 +128,24 @@ def test_three_processes_share_one_run(pg_dsn: str, tmp_path: Path) -> None:
         lambda: sum(e[0] == "end" for e in events(log)) >= 4 and any(in_flight().values()),
         "a process running a leaf",
     )
-    flights = in_flight()
-    victim = next(p for p in procs if flights[p.pid])
+    # Freeze a process that has a leaf in flight, check it still holds one
+    # (it may have finished it meanwhile on a loaded machine), then kill it.
+    deadline = time.monotonic() + 30
+    while True:
+        assert time.monotonic() < deadline, "no process was caught holding a leaf"
+        flights = in_flight()
+        victim = next((p for p in procs if flights[p.pid]), None)
+        if victim is None:
+            time.sleep(0.01)
+            continue
+        victim.send_signal(signal.SIGSTOP)
+        held = in_flight()[victim.pid]
+        if held:
+            break
+        victim.send_signal(signal.SIGCONT)
     victim.send_signal(signal.SIGKILL)
     victim.wait()
-    held = in_flight()[victim.pid]
-    assert held
+    assert held == in_flight()[victim.pid]
 
     survivors = [p for p in procs if p is not victim]
     for p in survivors:
