@@ -1,9 +1,9 @@
 """Compiling a tree into runners: the registry every node kind plugs into.
 
 A *runner* is ``async (x, path) -> Result``: the compiled form of one node
-at one place in the tree, given its input and its own node path.  A tree is
-compiled once per ``run`` (limiters and rate windows belong to a run), each
-node kind by the function registered for its class with :func:`compiles`.
+at one place in the tree, given its input and its own node path; the
+runners of a tree are its *plan*.  Each node kind is compiled by the
+function registered for its class with :func:`compiles`.
 
 Compile-time context that flows down the tree (limiters in force, priority,
 rate windows) is an :class:`Env`; whether the run is observed and extra

@@ -43,12 +43,12 @@ from . import _chain as _chain  # registers the sequence rules
 from ._limits import PriorityLimiter, StartWindow
 from ._notes import not_a_result, note_node
 from ._observe import (
+    ATTEMPT,
     CANCELLED,
     FAILED,
+    SINK,
     STARTED,
     SUCCEEDED,
-    ATTEMPT,
-    SINK,
     Event,
     EventKind,
     Observer,
