@@ -15,14 +15,13 @@ the hand-written ``await``.
 
 from __future__ import annotations
 
-import weakref
 from typing import Any, Final
 
 from returns.result import Failure, Result, Success
 
 from ._expr import Agent, Fallback, Leaf, LeafMode, MapError, Recover, Then, Transform, _fn_name
 from ._notes import not_a_result, note_function, note_node
-from ._plan import Compiler, Env, compiles, segments
+from ._plan import Compiler, Env, IdentityCache, compiles, segments
 from ._types import Runner
 
 _CALL: Final = 0  # a compiled runner
@@ -38,12 +37,10 @@ _OP_NAMES: Final = {_MAP: "transform", _MAP_ERROR: "map_error", _RECOVER: "recov
 
 #: Flattened step lists and their path segments, per tree node (trees are
 #: immutable, so these never go stale).
-_FLAT: weakref.WeakKeyDictionary[Agent[Any, Any, Any], tuple[tuple[int, Any], ...]] = (
-    weakref.WeakKeyDictionary()
-)
-_SEGMENTS: weakref.WeakKeyDictionary[Agent[Any, Any, Any], tuple[str, ...]] = weakref.WeakKeyDictionary()
+_FLAT: IdentityCache[Agent[Any, Any, Any], tuple[tuple[int, Any], ...]] = IdentityCache()
+_SEGMENTS: IdentityCache[Agent[Any, Any, Any], tuple[str, ...]] = IdentityCache()
 #: Whole runners for chains made only of inlined steps, compiled once per tree.
-_PLAIN: weakref.WeakKeyDictionary[Agent[Any, Any, Any], Runner] = weakref.WeakKeyDictionary()
+_PLAIN: IdentityCache[Agent[Any, Any, Any], Runner] = IdentityCache()
 
 
 def _is_chain(node: Agent[Any, Any, Any], root: Agent[Any, Any, Any]) -> bool:

@@ -163,7 +163,8 @@ class Agent(Generic[_In_contra, _Out_co, _Err_co]):
                     if len(a) != len(b):
                         return False
                     stack.extend(zip(a, b, strict=True))
-                elif a is not b and a != b:
+                elif a is not b and (type(a) is not type(b) or a != b):
+                    # Same type too: 1 == True, but succeed(1) is not succeed(True).
                     return False
         return True
 

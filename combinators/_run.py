@@ -17,7 +17,6 @@ step.  Only ``Exception`` is ever caught for conversion (``lift``);
 from __future__ import annotations
 
 import functools
-import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -56,7 +55,7 @@ from ._observe import (
     new_event,
     observing,
 )
-from ._plan import Compiler, Env, LeafLayer, compiles, segments
+from ._plan import Compiler, Env, IdentityCache, LeafLayer, compiles, segments
 from ._types import Runner
 
 if TYPE_CHECKING:
@@ -153,21 +152,24 @@ def compile_tree(
         raise ValueError(msg)
     observed = observer is not None
     reusable = max_concurrency is None and not leaf_layers
-    plans = _PLANS.get(agent) if reusable else None
-    plan = plans[observed] if plans is not None else None
+    cache = _PLANS[observed]
+    plan = cache.get(agent) if reusable else None
     if plan is None:
         env = Env(limiters=(PriorityLimiter(max_concurrency),) if max_concurrency else ())
         compiler = Compiler(observed=observed, leaf_layers=leaf_layers)
         plan = compiler.compile(agent, env)
         if reusable and not compiler.per_run:
-            _PLANS.setdefault(agent, [None, None])[observed] = plan
+            cache[agent] = plan
     return plan if observer is None else observing(observer, plan)
 
 
-#: Plans that hold no per-run state, per tree: ``[unobserved, observed]``.
+#: Plans that hold no per-run state, per tree object: unobserved, observed.
 #: Trees are immutable, so a plan never goes stale; runners never refer to
 #: the tree's root node, so an entry goes when its tree does.
-_PLANS: weakref.WeakKeyDictionary[Agent[Any, Any, Any], list[Runner | None]] = weakref.WeakKeyDictionary()
+_PLANS: tuple[IdentityCache[Agent[Any, Any, Any], Runner], IdentityCache[Agent[Any, Any, Any], Runner]] = (
+    IdentityCache(),
+    IdentityCache(),
+)
 
 
 # --------------------------------------------------------------------------

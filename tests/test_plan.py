@@ -11,7 +11,7 @@ from __future__ import annotations
 import gc
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Never
 
 import pytest
 import trio
@@ -171,3 +171,33 @@ def test_a_nested_run_reports_to_its_own_observer_only() -> None:
     assert run_virtual(outer, -5, observer=outer_events)[0] == Success("5")
     assert {e.path for e in inner_events.events} == {"inner"}
     assert {e.path for e in outer_events.events} == {"seq", "seq/outer", "seq/show"}
+
+
+def test_equal_looking_trees_never_share_a_plan() -> None:
+    """``1 == True == 1.0``, but each tree runs as itself, alone or in a chain."""
+    from combinators import fail, run_sync, succeed
+
+    ones = [succeed(1), succeed(True), succeed(1.0)]
+    assert [run_sync(t, None) for t in ones] == [Success(1), Success(True), Success(1.0)]
+    assert [type(run_sync(t, None).unwrap()) for t in ones] == [int, bool, float]
+    chains = [t >> pure(type) for t in ones]
+    assert [run_sync(c, None) for c in chains] == [Success(int), Success(bool), Success(float)]
+    assert run_sync(fail(0), None) == Failure(0)
+    assert type(run_sync(fail(False), None).failure()) is bool
+    assert succeed(1) != succeed(True)
+    assert succeed(1) == succeed(1)
+
+
+def test_bind_keeps_equal_looking_choices_apart() -> None:
+    """bind shares one compiled runner between equal agents within a run, never between 1 and True."""
+    from combinators import run_sync, succeed
+
+    def ident(x: int) -> int:
+        return x
+
+    def pick(x: int) -> Agent[object, int, Never]:
+        return succeed(1) if x else succeed(True)
+
+    choose = pure(ident).bind(pick)
+    values = run_sync(each(choose), [1, 0, 1]).unwrap()
+    assert [type(v) for v in values] == [int, bool, int]
