@@ -244,6 +244,23 @@ class Agent(Generic[_In_contra, _Out_co, _Err_co]):
         """
         return both(self, other)
 
+    # mypy binds ``_I`` from the left operand alone, so ``a | b`` where ``a``
+    # takes a wider input than ``b`` (``succeed(1) | b``) fails ``__or__``;
+    # mypy then tries ``b.__ror__(a)``, which binds ``_I`` from ``b``.  At run
+    # time ``__or__`` always answers for an agent, so this runs only for a
+    # left operand that is not one, and refuses it.
+    @overload
+    def __ror__(  # type: ignore[misc]
+        self: Agent[_I, _O2, _E2], other: Parallel[_I, tuple[Unpack[_Ts]], tuple[Unpack[_Rs]], _E]
+    ) -> Parallel[_I, tuple[Unpack[_Ts], _O2], tuple[Unpack[_Rs], Result[_O2, _E2]], _E | _E2]: ...
+    @overload
+    def __ror__(  # type: ignore[misc]
+        self: Agent[_I, _O2, _E2], other: Agent[_I, _O, _E]
+    ) -> Parallel[_I, tuple[_O, _O2], tuple[Result[_O, _E], Result[_O2, _E2]], _E | _E2]: ...
+    def __ror__(self, other: object) -> Parallel[Any, Any, Any, Any]:
+        _require_agent(other, "left operand of |", self)
+        return both(other, self)  # type: ignore[arg-type]  # pragma: no cover - __or__ answers first
+
     if not TYPE_CHECKING:
         # Runtime-only, so that mypy still reports `function >> agent`.
 
@@ -251,9 +268,6 @@ class Agent(Generic[_In_contra, _Out_co, _Err_co]):
             _require_agent(other, "left operand of >>", self)
             raise AssertionError  # pragma: no cover - _require_agent raised
 
-        def __ror__(self, other: object) -> Never:
-            _require_agent(other, "left operand of |", self)
-            raise AssertionError  # pragma: no cover
 
     # -- methods ------------------------------------------------------------
 
