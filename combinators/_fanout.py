@@ -34,7 +34,7 @@ import attrs
 import trio
 from returns.result import Failure, Result, Success
 
-from ._cancel import keep_first_crash
+from ._cancel import keep_first_crash, open_nursery
 from ._exceptions import AgentTypeError, AllFailed, BuildError, NoMajority
 from ._expr import Agent, Parallel, _fn_name, _require_agent, _require_callable
 from ._observe import observed
@@ -401,7 +401,7 @@ def _outcomes(
     async def outcomes(x: Any, path: str) -> list[Result[Any, Any]]:
         out: list[Any] = [None] * n
         crash: list[BaseException] = []
-        async with trio.open_nursery() as nursery:
+        async with open_nursery() as nursery:
             scope = nursery.cancel_scope
 
             async def one(i: int) -> None:
@@ -436,7 +436,7 @@ def _each_runner(c: Compiler, node: Each[Any, Any, Any], env: Env, *, keep_going
         failure: list[Result[Any, Any]] = []
         crash: list[BaseException] = []
 
-        async with trio.open_nursery() as nursery:
+        async with open_nursery() as nursery:
             scope = nursery.cancel_scope
 
             def pull() -> tuple[int, Any] | None:
@@ -547,7 +547,7 @@ def _compile_first_success(c: Compiler, node: FirstSuccess[Any, Any, Any], env: 
         failed = 0
         all_failed = trio.Event()
 
-        async with trio.open_nursery() as nursery:
+        async with open_nursery() as nursery:
             scope = nursery.cancel_scope
 
             async def one(i: int) -> None:
@@ -607,7 +607,7 @@ def _compile_vote(c: Compiler, node: Vote[Any, Any, Any], env: Env) -> Runner:
         failed = 0
         decided = False
 
-        async with trio.open_nursery() as nursery:
+        async with open_nursery() as nursery:
             scope = nursery.cancel_scope
 
             async def one(i: int) -> None:

@@ -24,7 +24,7 @@ import attrs
 import trio
 from returns.result import Failure, Result, Success
 
-from ._cancel import keep_first_crash
+from ._cancel import keep_first_crash, open_nursery
 from ._exceptions import Crashed, TimedOut
 from ._expr import (
     Agent,
@@ -395,7 +395,7 @@ def parallel_runner(runners: tuple[Runner, ...], segs: tuple[str, ...]) -> Runne
         first_failure: list[Result[Any, Any]] = []
         crash: list[BaseException] = []
 
-        async with trio.open_nursery() as nursery:
+        async with open_nursery() as nursery:
             scope = nursery.cancel_scope
 
             async def one(i: int) -> None:

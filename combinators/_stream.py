@@ -20,7 +20,7 @@ from typing import Any, Literal, TypeVar, final, overload
 import trio
 from returns.result import Result
 
-from ._cancel import keep_first_crash
+from ._cancel import keep_first_crash, open_nursery
 from ._expr import Agent
 from ._observe import Observer
 from ._run import compile_tree
@@ -177,7 +177,7 @@ async def _open(
     crash: list[BaseException] = []
     pending: BaseException | None = None
 
-    async with trio.open_nursery() as nursery:
+    async with open_nursery() as nursery:
         scope = nursery.cancel_scope
 
         async def worker(out: trio.MemorySendChannel[tuple[Any, Result[Any, Any]]]) -> None:

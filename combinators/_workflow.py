@@ -50,7 +50,7 @@ import attrs
 import trio
 from returns.result import Failure, Result, Success
 
-from ._cancel import keep_first_crash
+from ._cancel import keep_first_crash, open_nursery
 from ._exceptions import AgentTypeError, BuildError, CycleError
 from ._expr import Agent, _check_name, _require_agent
 from ._plan import Compiler, Env, compiles, segments
@@ -736,7 +736,7 @@ def _compile_workflow(c: Compiler, node: WorkflowNode[Any, Any, Any], env: Env) 
         first_failure: list[int] = []
         crash: list[BaseException] = []
 
-        async with trio.open_nursery() as nursery:
+        async with open_nursery() as nursery:
             scope = nursery.cancel_scope
 
             def skip_dependents(i: int) -> None:

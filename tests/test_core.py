@@ -395,3 +395,44 @@ async def test_a_failed_run_still_reports_every_result_that_finished(
     assert finished == {"seq/first": 1, "seq/par/quick": ("quick", 1)}
     cancelled = [e.path for e in recorder.events if e.kind is EventKind.CANCELLED]
     assert cancelled == ["seq/par/slow"]
+
+
+class _Halt(BaseException):
+    """A BaseException that is not a cancellation (like KeyboardInterrupt)."""
+
+
+def _halt(x: object) -> object:
+    raise _Halt(x)
+
+
+def _halting_trees() -> dict[str, tuple[Agent[Any, Any, Any], object]]:
+    from combinators import Workflow, collect, each, first_success, lift, vote
+
+    slow = fake("slow", delay=1, value=0)
+    halt = pure(_halt).named("halt")
+    wf, _ = Workflow.start(object).add("halt", halt)
+    wf, _ = wf.add("slow", slow)
+    return {
+        "|": (halt | slow, 1),
+        "each": (each(lift(_halt)), [1, 2]),
+        "collect": (collect(slow | halt), 1),
+        "first_success": (first_success(slow, halt), 1),
+        "vote": (vote(slow, halt, slow), 1),
+        "workflow": (wf.build(), 1),
+    }
+
+
+@pytest.mark.parametrize("name", list(_halting_trees()))
+def test_a_base_exception_from_a_branch_comes_out_as_itself(name: str) -> None:
+    """Not inside a BaseExceptionGroup: ``except KeyboardInterrupt`` keeps working (DESIGN §1, §5)."""
+    tree, x = _halting_trees()[name]
+    with pytest.raises(_Halt) as caught:
+        run_virtual(tree, x)
+    assert type(caught.value) is _Halt
+
+
+async def test_an_outside_cancel_still_cancels_a_group() -> None:
+    slow = fake("slow", delay=5, value=0)
+    with trio.move_on_after(1) as scope:
+        await run(slow | slow, 0)
+    assert scope.cancelled_caught
