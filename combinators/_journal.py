@@ -41,6 +41,7 @@ from returns.result import Failure, Result, Success
 
 from ._exceptions import AgentTypeError, BuildError
 from ._expr import Agent, Leaf, LeafMode, _fn_name
+from ._observe import ATTEMPT, EventKind, emit
 from ._plan import Compiler, Env, LeafLayer, segments
 from ._types import Runner
 
@@ -629,6 +630,20 @@ def _replay(converter: cattrs.Converter, record: _Record, info: _LeafInfo, path:
     return Success(value) if record.ok else Failure(value)
 
 
+def _report_replay(result: Result[Any, Any], path: str, kind: str) -> None:
+    """Tell the run's observer about a leaf answered from the journal.
+
+    It did not run again, but it did finish: it starts and ends at the same
+    instant, so a report of a resumed run still lists every result.
+    """
+    attempt = ATTEMPT.get()
+    emit(EventKind.STARTED, path, node=kind, attempt=attempt)
+    if isinstance(result, Success):
+        emit(EventKind.SUCCEEDED, path, node=kind, attempt=attempt, value=result._inner_value)
+    else:
+        emit(EventKind.FAILED, path, node=kind, attempt=attempt, error=result._inner_value)
+
+
 def _type_name(tp: Any) -> str:
     return f"{getattr(tp, '__module__', '')}.{getattr(tp, '__qualname__', repr(tp))}"
 
@@ -640,6 +655,7 @@ def journal_layer(session: _Session, converter: cattrs.Converter, infos: dict[in
     def layer(c: Compiler, leaf: Leaf[Any, Any, Any], env: Env, runner: Runner) -> Runner:
         info = infos.get(id(leaf)) or _leaf_info(leaf)
         name, version = info.name, info.version
+        observed, kind = c.observed, leaf.kind
 
         async def run_journaled_leaf(x: Any, path: str) -> Result[Any, Any]:
             try:
@@ -650,7 +666,10 @@ def journal_layer(session: _Session, converter: cattrs.Converter, infos: dict[in
             key = (path, digest)
             got = await session.begin(key, name, version)
             if isinstance(got, _Record):
-                return _replay(converter, got, info, path, run_id)
+                replayed = _replay(converter, got, info, path, run_id)
+                if observed:
+                    _report_replay(replayed, path, kind)
+                return replayed
             token = _CURRENT.set(LeafContext(run_id, path, got, digest))
             try:
                 result = await runner(x, path)

@@ -53,6 +53,7 @@ from ._observe import (
     Observer,
     emit,
     new_event,
+    observed,
     observing,
 )
 from ._plan import Compiler, Env, IdentityCache, LeafLayer, compiles, segments
@@ -241,14 +242,20 @@ def _compile_leaf(c: Compiler, leaf: Leaf[Any, Any, Any], env: Env) -> Runner:
         from ._executors import executor_leaf_runner
 
         runner = executor_leaf_runner(env.executor, leaf, runner)
+    if c.observed:
+        # Inside admission: a leaf starts when it has its slots and rate
+        # tokens, so its events time its own run, not its wait.
+        runner = observed(leaf, runner)
     if env.limiters:
         runner = _limited(runner, env.limiters, env.priority)
     if env.windows:
         runner = _rated(runner, env.windows)
     # Layers (the journal) go outside admission: a leaf replayed from the
-    # journal takes no limiter slot and no rate token.
+    # journal takes no limiter slot and no rate token (and reports itself).
     for layer in c.leaf_layers:
         runner = layer(c, leaf, env, runner)
+    if c.observed:
+        runner._observed = True  # type: ignore[attr-defined]  # events are inside
     return runner
 
 
@@ -274,11 +281,11 @@ def _limited_agent_leaf(leaf: Leaf[Any, Any, Any], limiter: PriorityLimiter, pri
 
 
 def _observed_agent_leaf(leaf: Leaf[Any, Any, Any], env: Env) -> Runner:
-    """An observed ``agent`` leaf in one coroutine (events, slot, call, check).
+    """An observed ``agent`` leaf in one coroutine (slot, events, call, check).
 
-    The general path wraps the call, the limiter and the events in three
+    The general path wraps the call, the events and the limiter in three
     coroutines; fusing them is what keeps an attached observer cheap on the
-    common leaf.  Events and their order are the same as ``observed`` gives.
+    common leaf.  As there, ``started`` comes once the leaf has its slot.
     """
     fn = leaf.fn
     name = leaf.name
@@ -289,16 +296,11 @@ def _observed_agent_leaf(leaf: Leaf[Any, Any, Any], env: Env) -> Runner:
     async def run_observed_agent(x: Any, path: str) -> Result[Any, Any]:
         observer, now = SINK.get()
         attempt = ATTEMPT.get()
-        observer(new_event(Event, (STARTED, path, now(), kind, attempt, None, None)))
+        if limiter is not None:
+            await limiter.acquire(priority)
         try:
-            if limiter is None:
-                result = await fn(x)
-            else:
-                await limiter.acquire(priority)
-                try:
-                    result = await fn(x)
-                finally:
-                    limiter.release()
+            observer(new_event(Event, (STARTED, path, now(), kind, attempt, None, None)))
+            result = await fn(x)
         except Exception as exc:
             note_node(exc, path)
             observer(new_event(Event, (FAILED, path, now(), kind, attempt, exc, None)))
@@ -306,6 +308,9 @@ def _observed_agent_leaf(leaf: Leaf[Any, Any, Any], env: Env) -> Runner:
         except BaseException:
             observer(new_event(Event, (CANCELLED, path, now(), kind, attempt, None, None)))
             raise
+        finally:
+            if limiter is not None:
+                limiter.release()
         if type(result) is Success:
             observer(new_event(Event, (SUCCEEDED, path, now(), kind, attempt, None, result._inner_value)))
         elif isinstance(result, Failure):
@@ -475,7 +480,8 @@ def _compile_retry(c: Compiler, node: Retry[Any, Any, Any], env: Env) -> Runner:
             attempt += 1
             # After the wait, so each ``retried`` event is an attempt that
             # really starts (a cancel during the wait emits none).
-            emit(EventKind.RETRIED, path, node="retry", attempt=attempt, error=error)
+            if observed:
+                emit(EventKind.RETRIED, path, node="retry", attempt=attempt, error=error)
 
     return run_retry
 

@@ -261,3 +261,95 @@ async def test_chain_steps_report_in_order_with_times_and_values(autojump_clock:
         (EventKind.FAILED, "chain/refuse", 5, "no 5"),
         (EventKind.FAILED, "chain", 5, "no 5"),
     ]
+
+
+def _leaf_spans(events: list[Any]) -> dict[str, tuple[float, float]]:
+    """(start, end) of every leaf, relative to the first event."""
+    from combinators import EventKind
+
+    t0 = events[0].time
+    starts = {e.path: e.time - t0 for e in events if e.kind is EventKind.STARTED and e.node == "leaf"}
+    ends = {e.path: e.time - t0 for e in events if e.kind in TERMINAL and e.node == "leaf"}
+    return {p: (starts[p], ends[p]) for p in starts}
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda leaf: leaf,  # the fused observed leaf under the run's limiter
+        lambda leaf: leaf.limit(1).limit(2),  # two limiters: the general leaf path
+        lambda leaf: leaf.rate(1, per=2.0),  # a rate window: the general path again
+    ],
+    ids=["one limiter", "two limiters", "rate"],
+)
+def test_a_leaf_starts_when_it_is_admitted_not_when_it_queues(make: Any) -> None:
+    """A leaf's ``started`` comes once it has its slot, so its span is its own run."""
+    from combinators import Recorder
+    from combinators.testing import fake, run_virtual
+
+    a, b, c = (make(fake(n, delay=2, value=n)) for n in "abc")
+    recorder = Recorder()
+    result, elapsed = run_virtual((a | b | c).named("g"), 0, observer=recorder, max_concurrency=1)
+    assert result == Success(("a", "b", "c")) and elapsed == 6
+    spans = sorted(_leaf_spans(recorder.events).values())
+    assert spans == [(0, 2), (2, 4), (4, 6)]
+
+
+def test_a_leaf_cancelled_while_queued_never_started() -> None:
+    from combinators import EventKind, Recorder
+    from combinators.testing import fake, run_virtual
+
+    bad = fake("bad", delay=1, error="no")
+    a, b = fake("a", delay=5, value=1), fake("b", delay=5, value=2)
+    recorder = Recorder()
+    result, _ = run_virtual(bad | (a | b).limit(1), 0, observer=recorder)
+    assert result == Failure("no")
+    # One of a, b got the slot and was cancelled at 1 s; the other was still
+    # waiting for it, so it never started and reports nothing.
+    kinds = sorted(
+        [e.kind for e in recorder.events if e.path.endswith(name)] for name in ("/a", "/b")
+    )
+    assert kinds == [[], [EventKind.STARTED, EventKind.CANCELLED]]
+
+
+async def test_a_resumed_run_reports_replayed_leaves(tmp_path: Any) -> None:
+    """Leaves answered from the journal did finish: they start and end at one instant."""
+    from combinators import EventKind, Journal, Recorder, each, lift
+
+    calls: list[int] = []
+
+    def square(x: int) -> int:
+        calls.append(x)
+        return x * x
+
+    journal = Journal.memory()
+    tree = each(lift(square))
+    await run(tree, [1, 2, 3], journal=journal, run_id="r")
+    recorder = Recorder()
+    assert await run(tree, [1, 2, 3], journal=journal, run_id="r", observer=recorder) == Success([1, 4, 9])
+    assert sorted(calls) == [1, 2, 3]  # nothing ran twice
+    leaves = [(e.kind, e.path, e.value) for e in recorder.events if e.node == "leaf"]
+    assert sorted(leaves, key=lambda k: (k[1], k[0].value != "started")) == [
+        (EventKind.STARTED, "each/square[0]", None),
+        (EventKind.SUCCEEDED, "each/square[0]", 1),
+        (EventKind.STARTED, "each/square[1]", None),
+        (EventKind.SUCCEEDED, "each/square[1]", 4),
+        (EventKind.STARTED, "each/square[2]", None),
+        (EventKind.SUCCEEDED, "each/square[2]", 9),
+    ]
+
+
+def test_an_unobserved_run_inside_an_observed_one_reports_nothing() -> None:
+    """The inner run has no observer: its retries must not reach the outer run's observer."""
+    from combinators import Recorder, agent
+    from combinators.testing import fake, run_virtual
+
+    flaky = fake("flaky", delay=1, error="e").retry(2)
+
+    async def call_inner(x: int) -> Result[int, str]:
+        inner = await run(flaky.named("inner"), x)
+        return Success(0) if isinstance(inner, Failure) else inner
+
+    recorder = Recorder()
+    run_virtual(agent(call_inner).named("outer"), 1, observer=recorder)
+    assert {e.path for e in recorder.events} == {"outer"}
