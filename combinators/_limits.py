@@ -5,6 +5,15 @@ priority, then first come.  A slot freed by ``release`` is handed directly to
 the chosen waiter before it is woken, so nothing is admitted twice and no
 wake-up is lost; a waiter that is cancelled simply leaves the queue.
 
+**Leaves that ask at the same instant.**  trio runs the tasks of one
+scheduling round in an arbitrary order, so "first come" among requests made
+at the same trio instant is trio's order.  When the leaves sharing a limiter
+have different priorities (the compiler tells it, :meth:`note`), the first
+request to find a slot free does not take it at once: it lets the round
+finish, so every request of that instant is queued, and then hands the free
+slots out by priority.  A limiter whose leaves all share one priority keeps
+the direct path and pays nothing for this.
+
 **Aging** keeps low priorities from starving: a waiter gains one priority
 level for every ``aging`` admissions made while it waits (default 64).  So
 no request can be overtaken by work that arrived more than ``3 * aging``
@@ -47,12 +56,20 @@ class PriorityLimiter:
         self.borrowed = 0
         self.admissions = 0
         self.waiting = 0
+        self._priorities: set[int] = set()
+        self._by_priority = False
+        self._gathering = False
         self._queues: tuple[collections.deque[_Waiter], ...] = tuple(
             collections.deque() for _ in Priority
         )
 
     def __repr__(self) -> str:
         return f"<PriorityLimiter {self.borrowed}/{self.total} busy, {self.waiting} waiting>"
+
+    def note(self, priority: Priority) -> None:
+        """Record that a leaf of ``priority`` will use this limiter (at compile time)."""
+        self._priorities.add(int(priority))
+        self._by_priority = len(self._priorities) > 1
 
     def try_acquire(self) -> bool:
         """Take a slot now if one is free and nobody is queued for it."""
@@ -67,11 +84,24 @@ class PriorityLimiter:
         # Cancellation is checked before a slot is taken, never after: a
         # Cancelled raised while holding a slot would leak it.
         await trio.lowlevel.checkpoint_if_cancelled()
-        if self.try_acquire():
-            return
+        gathered = False
+        if not self._by_priority:
+            if self.try_acquire():
+                return
+        elif self.borrowed < self.total and not self._gathering:
+            # Let the other requests of this instant queue first (module docs).
+            self._gathering = gathered = True
+            try:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+            finally:
+                self._gathering = False
         waiter = _Waiter(trio.lowlevel.current_task(), int(priority), self.admissions)
         self._queues[waiter.level].append(waiter)
         self.waiting += 1
+        if gathered:
+            self._admit_while_free()
+            if not waiter.active:
+                return  # admitted: it holds a slot
 
         def abort(_: Callable[[], Any]) -> trio.lowlevel.Abort:
             waiter.active = False
@@ -79,6 +109,20 @@ class PriorityLimiter:
             return trio.lowlevel.Abort.SUCCEEDED
 
         await trio.lowlevel.wait_task_rescheduled(abort)
+
+    def _admit_while_free(self) -> None:
+        """Hand every free slot to the best waiter, waking all but the caller."""
+        me = trio.lowlevel.current_task()
+        while self.borrowed < self.total and self.waiting:
+            waiter = self._next_waiter()
+            if waiter is None:
+                return
+            waiter.active = False
+            self.waiting -= 1
+            self.borrowed += 1
+            self.admissions += 1
+            if waiter.task is not me:
+                trio.lowlevel.reschedule(waiter.task)
 
     def release(self) -> None:
         """Give the slot back, or hand it to the next waiter."""

@@ -220,6 +220,8 @@ def _base_leaf_runner(leaf: Leaf[Any, Any, Any]) -> Runner:
 
 @compiles(Leaf)
 def _compile_leaf(c: Compiler, leaf: Leaf[Any, Any, Any], env: Env) -> Runner:
+    for limiter in env.limiters:
+        limiter.note(env.priority)
     if (
         c.observed
         and leaf.mode is LeafMode.RESULT
