@@ -8,8 +8,7 @@ function registered for its class with :func:`compiles`.
 Compile-time context that flows down the tree (limiters in force, priority,
 rate windows) is an :class:`Env`; whether the run is observed and extra
 leaf layers (a journal) live on the :class:`Compiler`.  A plan that holds no
-state of its own run (no limiter, rate window, seeded random source or
-compile at run time: :attr:`Compiler.per_run` stays false) is kept and
+state of its own run (no limiter, rate window or compile at run time: :attr:`Compiler.per_run` stays false) is kept and
 reused for every later run of the same tree.
 """
 

@@ -6,6 +6,7 @@ trio's clock.
 
 from __future__ import annotations
 
+import math
 import random
 from typing import Protocol, runtime_checkable
 
@@ -38,8 +39,10 @@ class Backoff:
     """Delay before retry ``k`` (1-based): ``min(cap, base * factor**(k-1))``.
 
     With ``jitter`` in ``(0, 1]`` the delay is drawn uniformly from
-    ``[delay * (1 - jitter), delay]`` (so it never exceeds the cap), using a
-    ``random.Random(seed)`` per run so a seeded run repeats exactly.
+    ``[delay * (1 - jitter), delay]`` (so it never exceeds the cap).  With a
+    ``seed``, each run of a retry node draws from its own source, seeded by
+    ``seed`` and the node's path: a seeded run repeats exactly, even inside
+    a fan-out whose elements trio runs in any order.
 
     >>> Backoff(base=1, factor=2, cap=5).delay(4)
     5.0
@@ -58,15 +61,22 @@ class Backoff:
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         """Seconds to wait before retry number ``attempt`` (1 = first retry)."""
-        raw = self.base * self.factor ** (attempt - 1) if self.base else 0.0
+        try:
+            raw = self.base * self.factor ** (attempt - 1) if self.base else 0.0
+        except OverflowError:  # far past the cap
+            raw = math.inf
         delay = float(min(self.cap, raw))
         if self.jitter and rng is not None:
             delay -= delay * self.jitter * rng.random()
         return delay
 
-    def rng(self) -> random.Random:
-        """A fresh random source for one run (seeded when ``seed`` is set)."""
-        return random.Random(self.seed)
+    def rng(self, path: str = "") -> random.Random:
+        """The random source for one run of the retry node at ``path``.
+
+        Seeded by ``seed`` and ``path`` when ``seed`` is set (a string seed is
+        hashed with SHA-512, the same in every process); else unseeded.
+        """
+        return random.Random(f"{self.seed}/{path}") if self.seed is not None else random.Random()
 
 
 def hinted_delay(error: object) -> float:

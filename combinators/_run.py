@@ -17,6 +17,7 @@ step.  Only ``Exception`` is ever caught for conversion (``lift``);
 from __future__ import annotations
 
 import functools
+import random
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -139,9 +140,8 @@ def compile_tree(
 
     The plan is compiled once per tree and reused for every run that adds
     no state of its own (no ``max_concurrency``, no journal) when compiling
-    it put none in either (no ``.limit``, ``.rate``, ``.retry`` or ``bind``
-    inside): limiters, rate windows and seeded random sources belong to
-    one run.  An observer is given to the plan at its root, per run.
+    it put none in either (no ``.limit``, ``.rate`` or ``bind`` inside):
+    limiters and rate windows belong to one run.  An observer is given to the plan at its root, per run.
     """
     if not isinstance(agent, Agent):
         msg = f"run() expects an Agent, got {type(agent).__name__} {agent!r}"
@@ -453,13 +453,15 @@ def _compile_retry(c: Compiler, node: Retry[Any, Any, Any], env: Env) -> Runner:
     inner = c.compile(node.inner, env)
     seg = segments((node.inner,))[0]
     times, backoff, when, deadline = node.times, node.backoff, node.when, node.deadline
-    rng = backoff.rng()
+    # Unseeded jitter may share one source; a seeded one is made per run of
+    # the node, from its path (see Backoff), the first time it is needed.
+    shared = backoff.rng() if backoff.seed is None else None
     observed = c.observed
-    c.per_run = True  # the random source is this run's
 
     async def run_retry(x: Any, path: str) -> Result[Any, Any]:
         start = trio.current_time()
         attempt = 1
+        rng: random.Random | None = None
         while True:
             if not observed:
                 result = await inner(x, path + seg)
@@ -475,6 +477,8 @@ def _compile_retry(c: Compiler, node: Retry[Any, Any, Any], env: Env) -> Runner:
             error = result._inner_value
             if when is not None and not when(error):
                 return result
+            if rng is None:
+                rng = shared if shared is not None else backoff.rng(path)
             delay = max(backoff.delay(attempt, rng), hinted_delay(error))
             if deadline is not None and trio.current_time() + delay - start >= deadline:
                 return result

@@ -54,6 +54,7 @@ def _plain_trees() -> dict[str, Callable[[], Tree]]:
         "first_success": lambda: first_success(fake("a", delay=2, fn=lambda x: x), fake("b", delay=1, error="e")),
         "vote": lambda: vote(fake("a", value=1), fake("b", value=1), fake("c", value=2)),
         "timeout": lambda: fake("slow", delay=5, value=1).timeout(2),
+        "seeded retry": lambda: fake("f", delay=1, error="e").retry(2, backoff=Backoff(jitter=1.0, seed=3)),
         "switch": lambda: switch(lambda x: x % 2, {0: pure(str), 1: pure(abs)}),
         "repeat": lambda: repeat(pure(lambda x: x + 1), until=lambda x: x > 3, max_times=10),
         "workflow": workflow,
@@ -65,7 +66,6 @@ def _per_run_trees() -> dict[str, Callable[[], Tree]]:
     return {
         "limit": lambda: leaf.limit(1),
         "rate": lambda: leaf.rate(1, per=1.0),
-        "retry": lambda: leaf.retry(1),
         "bind": lambda: leaf.bind(lambda x: pure(str)),
         "limit deep inside": lambda: pure(abs) >> (leaf | leaf.limit(1)),
     }
@@ -122,6 +122,27 @@ def test_each_run_has_its_own_limiter() -> None:
         return trio.current_time() - start
 
     assert trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0)) == 2.0
+
+
+def test_a_seeded_retry_repeats_exactly_in_any_scheduling_order() -> None:
+    """Each element draws its own jitter (seeded by seed and path): trio's order does not matter."""
+    flaky = fake("flaky", delay=1, error="e").retry(3, backoff=Backoff(base=1.0, jitter=1.0, seed=42))
+    tree = collect(each(flaky))
+
+    def retry_times() -> dict[str, list[float]]:
+        recorder = Recorder()
+        run_virtual(tree, list(range(6)), observer=recorder)
+        t0 = recorder.events[0].time
+        times: dict[str, list[float]] = {}
+        for e in recorder.events:
+            if e.kind is EventKind.RETRIED:
+                times.setdefault(e.path, []).append(e.time - t0)
+        return times
+
+    first = retry_times()
+    assert len({tuple(t) for t in first.values()}) == 6  # every element its own jitter
+    for _ in range(10):
+        assert retry_times() == first
 
 
 def test_a_seeded_retry_repeats_exactly_run_after_run() -> None:

@@ -454,3 +454,10 @@ async def test_an_already_cancelled_acquire_takes_no_slot() -> None:
         await limiter.acquire()
     assert scope.cancelled_caught
     assert limiter.borrowed == 0
+
+
+def test_backoff_far_past_the_cap_is_the_cap() -> None:
+    """factor ** k overflows a float long before anyone retries that often."""
+    backoff = Backoff(base=0.01, factor=2, cap=5)
+    assert backoff.delay(2_000) == 5.0
+    assert Backoff(base=1, factor=10.0, cap=3).delay(400) == 3.0
