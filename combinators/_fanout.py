@@ -36,7 +36,7 @@ from returns.result import Failure, Result, Success
 
 from ._cancel import keep_first_crash, open_nursery
 from ._exceptions import AgentTypeError, AllFailed, BuildError, NoMajority
-from ._expr import Agent, Parallel, _fn_name, _require_agent, _require_callable
+from ._expr import Agent, Limit, Parallel, _fn_name, _require_agent, _require_callable
 from ._observe import observed
 from ._plan import Compiler, Env, compiles, segments
 from ._notes import note_function, note_node
@@ -424,6 +424,10 @@ def _each_runner(c: Compiler, node: Each[Any, Any, Any], env: Env, *, keep_going
     inner = c.compile(node.inner, env)
     name = node.inner.name
     width = env.innermost_capacity
+    if isinstance(node.inner, Limit):
+        # each(a.limit(n)): every element passes through that one limiter,
+        # so no more than n can run: n workers, not a task per element.
+        width = node.inner.n if width is None else min(width, node.inner.n)
 
     async def run_each(x: Any, path: str) -> Result[Any, Any]:
         try:

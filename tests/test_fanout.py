@@ -250,15 +250,18 @@ async def test_each_paths_and_empty_input(autojump_clock: trio.testing.MockClock
 
 async def test_each_10000_inputs_under_limit_keeps_tasks_flat(autojump_clock: trio.testing.MockClock) -> None:
     """DESIGN §5: a fan-out takes a slot before it spawns: ~100 tasks, not 10,000."""
-    for limit_by_run in (True, False):
+    for where in ("run", "each", "element"):
         calls = Calls()
         leaf = fake("work", delay=1.0, fn=lambda x: x + 1, calls=calls)
         counter = TaskCounter()
         trio.lowlevel.add_instrument(counter)
         try:
-            tree, kwargs = (
-                (each(leaf), {"max_concurrency": 100}) if limit_by_run else (each(leaf).limit(100), {})
-            )
+            trees: dict[str, tuple[Agent[Any, Any, Any], dict[str, Any]]] = {
+                "run": (each(leaf), {"max_concurrency": 100}),
+                "each": (each(leaf).limit(100), {}),
+                "element": (each(leaf.limit(100)), {}),
+            }
+            tree, kwargs = trees[where]
             result, elapsed = await timed(tree, range(10_000), **kwargs)
         finally:
             trio.lowlevel.remove_instrument(counter)
