@@ -299,7 +299,7 @@ class Agent(Generic[_In_contra, _Out_co, _Err_co]):
 
     def timeout(self, seconds: float) -> Agent[_In_contra, _Out_co, _Err_co | TimedOut]:
         """Cancel the subtree after ``seconds`` of trio time; fail with ``TimedOut``."""
-        if not isinstance(seconds, int | float) or not seconds > 0:
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
             msg = f"{self.name}.timeout(): seconds must be a number > 0, got {seconds!r}"
             raise BuildError(msg)
         return Timeout(self, float(seconds))
@@ -329,8 +329,10 @@ class Agent(Generic[_In_contra, _Out_co, _Err_co]):
             raise BuildError(msg)
         if when is not None:
             _require_callable(when, where)
-        if deadline is not None and not deadline > 0:
-            msg = f"{where}: deadline must be > 0 seconds, got {deadline!r}"
+        if deadline is not None and (
+            isinstance(deadline, bool) or not isinstance(deadline, int | float) or not deadline > 0
+        ):
+            msg = f"{where}: deadline must be a number of seconds > 0, got {deadline!r}"
             raise BuildError(msg)
         return Retry(self, times, backoff or Backoff(), when, deadline)
 
@@ -527,6 +529,12 @@ def lift(fn: Callable[[Any], Any], /) -> Agent[Any, Any, Crashed]:
     """
     if not callable(fn):
         msg = f"lift() expects a function, got {type(fn).__name__} {fn!r}"
+        raise AgentTypeError(msg)
+    if inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn):
+        msg = (
+            f"lift() expects a function that returns its value, got the generator function "
+            f"{_fn_name(fn)!r}; use stream() to run an agent over many inputs"
+        )
         raise AgentTypeError(msg)
     return Leaf(fn, LeafMode.LIFT, _is_async_callable(fn))
 

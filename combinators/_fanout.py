@@ -623,7 +623,14 @@ def _compile_vote(c: Compiler, node: Vote[Any, Any, Any], env: Env) -> Runner:
                     done += 1
                     if isinstance(result, Success):
                         value = result._inner_value
-                        k = value if key is None else key(value)
+                        if key is None:
+                            k = value
+                        else:
+                            try:
+                                k = key(value)
+                            except Exception as exc:
+                                note_function(exc, "key", key, path)
+                                raise
                         try:
                             counts[k] = counts.get(k, 0) + 1
                         except TypeError as exc:

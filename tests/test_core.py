@@ -436,3 +436,44 @@ async def test_an_outside_cancel_still_cancels_a_group() -> None:
     with trio.move_on_after(1) as scope:
         await run(slow | slow, 0)
     assert scope.cancelled_caught
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: pure(abs).timeout(True),
+        lambda: pure(abs).retry(1, deadline=True),
+        lambda: pure(abs).retry(1, deadline="x"),  # type: ignore[arg-type]
+    ],
+    ids=["timeout(True)", "deadline=True", "deadline='x'"],
+)
+def test_bad_time_arguments_are_refused_naming_the_node(build: Any) -> None:
+    from combinators import BuildError
+
+    with pytest.raises(BuildError, match="abs"):
+        build()
+
+
+def test_lift_refuses_a_generator_function() -> None:
+    from combinators import AgentTypeError
+
+    async def agen(x: int) -> Any:
+        yield x
+
+    def gen(x: int) -> Any:
+        yield x
+
+    for fn in (agen, gen):
+        with pytest.raises(AgentTypeError, match="generator function"):
+            lift(fn)
+
+
+def test_a_vote_key_that_raises_is_named() -> None:
+    from combinators import vote
+
+    def bad_key(v: object) -> int:
+        raise ValueError("no key")
+
+    with pytest.raises(ValueError, match="no key") as caught:
+        run_virtual(vote(fake("a", value=1), fake("b", value=1), key=bad_key), 0)
+    assert caught.value.__notes__ == ["combinators: raised by the key function 'bad_key' of node 'vote'"]
