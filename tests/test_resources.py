@@ -430,7 +430,7 @@ def test_timeout_is_min_of_time_and_limit(delays: list[int], seconds: float) -> 
         (lambda a: a.rate(0, per=1), "rate\\(\\): calls must be > 0"),
         (lambda a: a.rate(1, per=0), "per must be > 0"),
         (lambda a: a.priority(3), "expected a Priority"),
-        (lambda a: a.retry(1, deadline=0), "deadline must be > 0"),
+        (lambda a: a.retry(1, deadline=0), "deadline must be a number of seconds > 0"),
     ],
 )
 def test_bad_arguments_are_refused_at_build_time(build: Any, message: str) -> None:
