@@ -13,9 +13,12 @@ that defines ``_input_type(self, inner_type)`` (and ``each``, which turns
 ``T`` into ``list[T]``); ``Any`` (the JSON as is) when there is none.
 
 Exit status: 0 success; 1 the agent failed (the error value, as JSON, is
-printed on stderr); 2 bad usage (bad ``MODULE:ATTR``, input JSON that is
-not JSON or does not fit the input type); 3 an agent raised an exception
-(a bug: the traceback is printed).
+printed on stderr); 2 bad usage (a ``MODULE:ATTR`` that cannot be loaded,
+input that is not JSON or does not fit the input type, a bad option
+value, a ``--trace`` file that cannot be written), checked before the run
+starts; 3 an agent raised an exception (a bug: the traceback is printed).
+Values JSON cannot hold are printed as text (see :func:`json_data`), so
+a run that succeeded exits 0 whatever it returned.
 """
 
 from __future__ import annotations
@@ -29,13 +32,14 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
-from typing import Any, TextIO, get_type_hints
+from pathlib import Path
+from typing import Any, NoReturn, TextIO, get_type_hints
 
 import trio
 from returns.result import Success
 
 from ._expr import Agent, Leaf
-from ._json import converter, error_message
+from ._json import converter, error_message, json_data, type_name
 from ._mermaid import to_mermaid
 from ._observe import TERMINAL, Event, EventKind, Observer, Recorder, combine
 from ._report import build_report
@@ -64,9 +68,14 @@ def load_object(spec: str) -> object:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name is not None and module_name.startswith(exc.name):
-            msg = f"cannot import module {module_name!r}: {exc}"
-            raise UsageError(msg) from exc
-        raise
+            msg = f"cannot load {spec}: cannot import module {module_name!r}: {exc}"
+        else:  # the module imports something that is missing
+            msg = f"cannot load {spec}: {_describe(exc)}"
+        raise UsageError(msg) from exc
+    except Exception as exc:  # noqa: BLE001 - any error while importing is the target's fault
+        # A SyntaxError, or an exception raised by the module's own code.
+        msg = f"cannot load {spec}: {_describe(exc)}"
+        raise UsageError(msg) from exc
     obj: object = module
     done = module_name
     for part in attr.split("."):
@@ -76,6 +85,19 @@ def load_object(spec: str) -> object:
         obj = getattr(obj, part)
         done += ("." if done != module_name else ":") + part
     return obj
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: message (file:line)``: where in the user's module it went wrong."""
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, SyntaxError):
+        return text  # its message already names the file and line
+    frames = traceback.extract_tb(exc.__traceback__)
+    # The innermost frame outside importlib is the user's code.
+    user = [f for f in frames if "importlib" not in f.filename]
+    if user:
+        text += f" ({user[-1].filename}:{user[-1].lineno})"
+    return text
 
 
 def load_agent(spec: str) -> Agent[Any, Any, Any]:
@@ -130,9 +152,40 @@ def parse_input(text: str, tp: Any) -> Any:
     try:
         return converter.structure(data, tp)
     except Exception as exc:
-        name = getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-        msg = f"input does not fit {name}: {error_message(exc)}"
+        msg = f"input does not fit {type_name(tp)}: {error_message(exc)}"
         raise UsageError(msg) from exc
+
+
+def check_writable(file: str) -> None:
+    """Refuse (:class:`UsageError`) a ``--trace`` file that cannot be written,
+    before the run, so a long run does not end in an error and lose its output.
+
+    Nothing is created: the directory must exist and be writable, and the
+    file, if it exists, must be a writable file.
+    """
+    path = Path(file)
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        msg = f"--trace {file}: is a directory"
+    elif not parent.is_dir():
+        msg = f"--trace {file}: directory {str(parent)!r} does not exist"
+    elif not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        msg = f"--trace {file}: not writable"
+    else:
+        return
+    raise UsageError(msg)
+
+
+def positive_int(text: str) -> int:
+    """An ``argparse`` type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        msg = f"must be a whole number of at least 1, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
 
 
 class _Progress:
@@ -196,6 +249,8 @@ def _run_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
         tp = input_type(agent)
     text = sys.stdin.read() if args.input == "-" else args.input
     x = parse_input(text, tp)
+    if args.trace is not None:
+        check_writable(args.trace)
     if args.mermaid:
         stderr.write(to_mermaid(agent))
     recorder = Recorder()
@@ -232,7 +287,10 @@ def _run_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
     except Exception as exc:
         crashed = exc
     if args.trace is not None:
-        write_trace(recorder.events, args.trace)
+        try:
+            write_trace(recorder.events, args.trace)
+        except OSError as exc:  # checked before the run; still, keep the result
+            stderr.write(f"error: cannot write the trace: {exc}\n")
     if args.report:
         stderr.write(build_report(recorder.events).table() + "\n")
     if crashed is not None:
@@ -241,10 +299,10 @@ def _run_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
         return EXIT_CRASHED
     assert result is not None
     if isinstance(result, Success):
-        stdout.write(json.dumps(converter.unstructure(result.unwrap()), indent=2) + "\n")
+        stdout.write(json.dumps(json_data(result.unwrap()), indent=2) + "\n")
         return EXIT_OK
     error = result.failure()
-    data = json.dumps(converter.unstructure(error), default=repr)
+    data = json.dumps(json_data(error))
     stderr.write(f"error: {agent.name} failed with {type(error).__name__}: {data}\n")
     return EXIT_FAILED
 
@@ -261,9 +319,18 @@ def _mermaid_command(args: argparse.Namespace, stdout: TextIO) -> int:
     return EXIT_OK
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are :class:`UsageError` (exit 2 from ``main``,
+    written to the stream ``main`` was given rather than always ``sys.stderr``)."""
+
+    def error(self, message: str) -> NoReturn:
+        msg = f"{message}\n{self.format_usage().rstrip()}"
+        raise UsageError(msg)
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m combinators``."""
-    p = argparse.ArgumentParser(prog="python -m combinators", description="Run and inspect combinators agents.")
+    p = _Parser(prog="python -m combinators", description="Run and inspect combinators agents.")
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="run an agent on one input and print its result as JSON")
     r.add_argument("target", metavar="MODULE:ATTR", help="the agent, e.g. examples.pipeline:pipeline")
@@ -272,7 +339,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--trace", metavar="FILE", help="write a Chrome/Perfetto trace JSON to FILE")
     r.add_argument("--report", action="store_true", help="print the run report table on stderr")
     r.add_argument("--mermaid", action="store_true", help="print the Mermaid drawing of the agent on stderr")
-    r.add_argument("--max-concurrency", type=int, default=None, metavar="N", help="at most N leaves at once")
+    r.add_argument("--max-concurrency", type=positive_int, default=None, metavar="N", help="at most N leaves at once")
     r.add_argument("--no-progress", action="store_true", help="no live progress display")
     r.add_argument("--journal", metavar="URL", help="journal URL (sqlite:PATH or postgresql://...) to make the run resumable")
     r.add_argument("--run-id", metavar="ID", help="the run's id in the journal; run the same command again to resume")
@@ -285,8 +352,8 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
     """Run the command line; returns the exit status."""
     out = sys.stdout if stdout is None else stdout
     err = sys.stderr if stderr is None else stderr
-    args = parser().parse_args(argv)
     try:
+        args = parser().parse_args(argv)
         if args.command == "mermaid":
             return _mermaid_command(args, out)
         return _run_command(args, out, err)

@@ -587,7 +587,7 @@ def _encode(converter: cattrs.Converter, value: object, tp: Any, path: str, what
     try:
         if type(value) in _PLAIN:
             data = value
-        elif tp is Any:
+        elif tp is Any or tp is object:
             data = converter.unstructure(value)
         else:
             data = converter.unstructure(value, unstructure_as=tp)
@@ -595,9 +595,9 @@ def _encode(converter: cattrs.Converter, value: object, tp: Any, path: str, what
     except Exception as exc:
         msg = f"journal: cannot store the {what} of leaf {path!r} ({type(value).__name__} {value!r}): {exc}"
         raise TypeError(msg) from exc
-    if tp is Any and type(value) not in _PLAIN and json.loads(text) != value:
-        # Undeclared type: the replay would be plain JSON, and this value
-        # (a tuple, an attrs instance, ...) would not come back equal.
+    if (tp is Any or tp is object) and type(value) not in _PLAIN and json.loads(text) != value:
+        # Undeclared (or ``object``) type: the replay would be plain JSON, and
+        # this value (a tuple, an attrs instance, ...) would not come back equal.
         msg = (
             f"journal: leaf {path!r} has no declared {what} type and its {type(value).__name__} value "
             f"would not come back from JSON as itself; annotate the function's return type"

@@ -20,6 +20,20 @@ dicts, ``Optional``):
   fit fails with a message naming the field.
 * Unions are structured by trying each member in order (the tag or the
   JSON type decides first).
+* Workflows: ``WorkflowResult`` is ``{name: output}``; ``WorkflowFailed`` is
+  ``{"type": "WorkflowFailed", "first": name, "outcomes": {name: outcome}}``
+  with each outcome tagged (``NodeSucceeded``, ``NodeFailed``,
+  ``NodeSkipped``, ``NodeCancelled``).
+* Values the library types as ``object`` or ``Any`` (a workflow node's
+  output, an event's value) come back as their JSON form: an attrs
+  instance as a dict, a tuple as a list.  The keys in ``NoMajority`` and
+  ``NoBranch`` are hashable, so arrays in them come back as tuples.  An
+  *error* of unknown type (``Result[T, Any]``, a bare ``AllFailed`` or
+  ``WorkflowFailed``, an event's error) is rebuilt when it is one of the
+  library's tagged error values or an exception, else its JSON form.
+* :class:`~combinators.Event` becomes a flat dict (``kind`` as its string);
+  its ``error`` and ``value`` fall back to ``repr`` where JSON cannot hold
+  them, and the library's error values in ``error`` are rebuilt.
 
 >>> from returns.result import Failure
 >>> from combinators import TimedOut
@@ -35,19 +49,56 @@ from __future__ import annotations
 import builtins
 import sys
 import types
-from typing import Any, Final, Union, get_args, get_origin
+from collections.abc import Callable
+from typing import Any, Final, Literal, Union, get_args, get_origin
 
 import attrs
 import cattrs
 from cattrs.gen import make_dict_unstructure_fn
 from returns.result import Failure, Result, Success
 
+from ._control import NoBranch
 from ._exceptions import AllFailed, Crashed, GaveUp, NoMajority, TimedOut
+from ._fanout import Confident
+from ._observe import Event, EventKind
+from ._workflow import (
+    NodeCancelled,
+    NodeFailed,
+    NodeOutcome,
+    NodeSkipped,
+    NodeSucceeded,
+    WorkflowFailed,
+    WorkflowResult,
+)
 
-__all__ = ["ForeignException", "converter", "error_message"]
+__all__ = ["ForeignException", "converter", "error_message", "json_data", "type_name"]
 
-#: Error classes that carry a ``"type"`` tag in JSON.
-_TAGGED: Final = (TimedOut, AllFailed, NoMajority, GaveUp)
+#: Classes that carry a ``"type"`` tag in JSON, written by their attrs
+#: fields plus the tag (``Crashed``, ``WorkflowFailed`` and ``NodeSucceeded``
+#: are tagged too, by hooks of their own): the library's error values, and
+#: a workflow's node outcomes, which share one list.
+_TAGGED: Final[tuple[type[Any], ...]] = (
+    TimedOut,
+    AllFailed,
+    NoMajority,
+    GaveUp,
+    NoBranch,
+    NodeFailed,
+    NodeSkipped,
+    NodeCancelled,
+)
+
+#: Generic classes that a bare name (``AllFailed`` for ``AllFailed[E]``)
+#: structures with ``Any`` for the parameter: contents as their JSON form.
+_GENERIC: Final[tuple[type[Any], ...]] = (AllFailed, GaveUp, NodeSucceeded, NodeFailed, Confident)
+#: Those of them whose parameter is an error type.
+_OF_ERRORS: Final[tuple[type[Any], ...]] = (AllFailed, NodeFailed)
+
+
+class _UnknownError:
+    """Stands for an error type not known when structuring (``Any``, a bare
+    generic): the library's tagged error values and exceptions are rebuilt,
+    anything else stays its JSON form."""
 
 
 class ForeignException(Exception):
@@ -113,6 +164,16 @@ def _structure_exception(data: dict[str, Any]) -> Exception:
 
 def _is_union(tp: Any) -> bool:
     return get_origin(tp) in (Union, types.UnionType)
+
+
+def _is_class(cls: type[Any]) -> Callable[[Any], bool]:
+    """A predicate for ``cls`` and its parametrisations (``AllFailed[str]``)."""
+
+    def check(tp: Any) -> bool:
+        origin: Any = get_origin(tp)
+        return (tp if origin is None else origin) is cls
+
+    return check
 
 
 def _is_result(tp: Any) -> bool:
@@ -189,7 +250,8 @@ def _make_converter() -> cattrs.Converter:
             if "success" in value:
                 return Success(conv.structure(value["success"], args[0]))
             if "failure" in value:
-                return Failure(conv.structure(value["failure"], args[1]))
+                error_type = _UnknownError if args[1] is Any else args[1]
+                return Failure(conv.structure(value["failure"], error_type))
         msg = f'a Result is {{"success": ...}} or {{"failure": ...}}, got {value!r}'
         raise TypeError(msg)
 
@@ -198,7 +260,10 @@ def _make_converter() -> cattrs.Converter:
     )
     conv.register_structure_hook_func(_is_result, structure_result)
 
-    # -- error values ------------------------------------------------------
+    # -- values typed ``object``: their JSON form, as for ``Any`` -----------
+    conv.register_structure_hook_func(lambda t: t is object, lambda value, _: value)
+
+    # -- tagged classes --------------------------------------------------------
     for cls in _TAGGED:
         plain = make_dict_unstructure_fn(cls, conv)
 
@@ -207,14 +272,74 @@ def _make_converter() -> cattrs.Converter:
             out["type"] = name
             return out
 
-        conv.register_unstructure_hook(cls, tagged)
+        # By predicate, so ``unstructure_as=AllFailed[str]`` finds it too.
+        conv.register_unstructure_hook_func(_is_class(cls), tagged)
 
-    # A bare generic error class (``AllFailed`` rather than ``AllFailed[E]``)
-    # structures its contents as they are.
+    # A bare generic class (``AllFailed`` rather than ``AllFailed[E]``)
+    # structures its contents as they are (errors: see _UnknownError).
     def structure_bare(value: Any, tp: Any) -> Any:
-        return conv.structure(value, tp[Any])
+        param = _UnknownError if tp in _OF_ERRORS else Any
+        return conv.structure(value, tp[(param,) * len(tp.__parameters__)])
 
-    conv.register_structure_hook_func(lambda t: t is AllFailed or t is GaveUp, structure_bare)
+    conv.register_structure_hook_func(lambda t: t in _GENERIC, structure_bare)
+    conv.register_structure_hook(_UnknownError, lambda value, _: _structure_error(conv, value))
+
+    def structure_no_majority(value: Any, _: Any) -> NoMajority:
+        data = _expect_object(value, "NoMajority")
+        pairs = conv.structure(data.get("candidates", []), list[tuple[object, int]])
+        failures = conv.structure(data.get("failures", 0), int)
+        # Candidates are hashable keys: a JSON array in one was a tuple.
+        return NoMajority(tuple((_hashable(key), count) for key, count in pairs), failures)
+
+    conv.register_structure_hook(NoMajority, structure_no_majority)
+
+    def structure_no_branch(value: Any, _: Any) -> NoBranch:
+        data = _expect_object(value, "NoBranch")
+        # A switch key is hashable too.
+        return NoBranch(_hashable(data.get("key")), conv.structure(data.get("path"), str))
+
+    conv.register_structure_hook(NoBranch, structure_no_branch)
+
+    # -- workflows ---------------------------------------------------------
+    # Outputs typed ``object`` come back as their JSON form, so they are
+    # written JSON-safe (a set as an array, an opaque object as its repr).
+    def unstructure_workflow_result(value: WorkflowResult) -> dict[str, Any]:
+        return {name: json_data(output, conv) for name, output in value.items}
+
+    def unstructure_node_succeeded(value: NodeSucceeded[Any]) -> dict[str, Any]:
+        return {"type": "NodeSucceeded", "value": json_data(value.value, conv)}
+
+    conv.register_unstructure_hook_func(_is_class(NodeSucceeded), unstructure_node_succeeded)
+
+    def structure_workflow_result(value: Any, _: Any) -> WorkflowResult:
+        data = _expect_object(value, "WorkflowResult ({name: output})")
+        return WorkflowResult(tuple(data.items()))
+
+    def unstructure_workflow_failed(value: WorkflowFailed[Any]) -> dict[str, Any]:
+        outcomes = {name: conv.unstructure(outcome) for name, outcome in value.items}
+        return {"type": "WorkflowFailed", "first": value.first, "outcomes": outcomes}
+
+    def structure_workflow_failed(value: Any, tp: Any) -> WorkflowFailed[Any]:
+        data = _expect_object(value, "WorkflowFailed")
+        (error_type,) = get_args(tp) or (_UnknownError,)
+        if error_type is Any:
+            error_type = _UnknownError
+        outcome_type: Any = NodeOutcome  # a generic alias: NodeOutcome[E]
+        first = conv.structure(data.get("first"), str)
+        outcomes = _expect_object(data.get("outcomes"), "WorkflowFailed's outcomes")
+        items: list[tuple[str, Any]] = []
+        for name, outcome in outcomes.items():
+            try:
+                items.append((name, conv.structure(outcome, outcome_type[error_type])))
+            except Exception as exc:
+                msg = f"$.outcomes.{name}: {error_message(exc)}"
+                raise TypeError(msg) from exc
+        return WorkflowFailed(tuple(items), first)
+
+    conv.register_unstructure_hook_func(lambda t: t is WorkflowResult, unstructure_workflow_result)
+    conv.register_structure_hook_func(lambda t: t is WorkflowResult, structure_workflow_result)
+    conv.register_unstructure_hook_func(_is_class(WorkflowFailed), unstructure_workflow_failed)
+    conv.register_structure_hook_func(_is_class(WorkflowFailed), structure_workflow_failed)
 
     def unstructure_crashed(value: Crashed) -> dict[str, Any]:
         return {"type": "Crashed", "path": value.path, **_unstructure_exception(value.exception)}
@@ -238,13 +363,157 @@ def _make_converter() -> cattrs.Converter:
         lambda t: isinstance(t, type) and issubclass(t, Exception),
         lambda value, _: _structure_exception(value),
     )
+
+    # -- events --------------------------------------------------------------
+    def unstructure_event(event: Event) -> dict[str, Any]:
+        return {
+            "kind": event.kind.value,
+            "path": event.path,
+            "time": event.time,
+            "node": event.node,
+            "attempt": event.attempt,
+            "error": json_data(event.error, conv),
+            "value": json_data(event.value, conv),
+        }
+
+    def structure_event(value: Any, _: Any) -> Event:
+        data = _expect_object(value, "Event")
+        try:
+            kind = EventKind(data.get("kind"))
+        except ValueError as exc:
+            msg = f"$.kind: not an event kind: {data.get('kind')!r}"
+            raise TypeError(msg) from exc
+        return Event(
+            kind,
+            conv.structure(data.get("path"), str),
+            conv.structure(data.get("time"), float),
+            conv.structure(data.get("node", ""), str),
+            conv.structure(data.get("attempt", 1), int),
+            _structure_error(conv, data.get("error")),
+            data.get("value"),
+        )
+
+    conv.register_unstructure_hook(Event, unstructure_event)
+    conv.register_structure_hook(Event, structure_event)
     return conv
 
 
-def _type_name(tp: Any) -> str:
-    if isinstance(tp, type) and not get_args(tp):
-        return tp.__name__
-    return str(tp).replace("typing.", "")
+def _expect_object(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        msg = f"a {what} is a JSON object, got {value!r}"
+        raise TypeError(msg)
+    return value
+
+
+def _hashable(value: object) -> object:
+    """A JSON value made hashable again: arrays become tuples."""
+    if isinstance(value, list):
+        return tuple(_hashable(v) for v in value)
+    return value
+
+
+#: Tag -> type for errors held where only ``Any`` is known (an event's error).
+_ERROR_TAGS: Final[dict[str, Any]] = {
+    cls.__name__: cls for cls in (TimedOut, AllFailed, NoMajority, GaveUp, NoBranch, Crashed, WorkflowFailed)
+}
+
+
+def _structure_error(conv: cattrs.Converter, data: Any) -> Any:
+    """An error value typed ``Any``: the library's tagged errors (and
+    exceptions) are rebuilt, anything else stays its JSON form."""
+    if isinstance(data, dict):
+        tag = data.get("type")
+        if tag == "exception":
+            return _structure_exception(data)
+        if isinstance(tag, str) and tag in _ERROR_TAGS:
+            try:
+                return conv.structure(data, _ERROR_TAGS[tag])
+            except Exception:  # noqa: BLE001 - a user dict that only looks tagged
+                return data
+    return data
+
+
+def json_data(value: object, conv: cattrs.Converter | None = None) -> Any:
+    """``value`` unstructured with the converter, made JSON-safe.
+
+    What JSON cannot hold becomes text rather than an error: a set becomes
+    an array (sorted when it can be), a dict key that is not a string,
+    number, bool or ``None`` becomes its ``repr``, and any other object
+    (one with no hook, or whose hook fails) its ``repr``.  So a log line or
+    the command line's output never fails on an odd value.
+
+    >>> json_data({"ids": {3, 1, 2}, (1, 2): object})
+    {'ids': [1, 2, 3], '(1, 2)': "<class 'object'>"}
+    """
+    return _json_data(value, converter if conv is None else conv)
+
+
+def _json_data(value: object, conv: cattrs.Converter) -> Any:
+    # Containers are walked here, so one odd key or item costs only itself.
+    if value is None or type(value) in (str, int, float, bool):
+        return value
+    if type(value) in (list, tuple, set, frozenset, dict):
+        if isinstance(value, dict):
+            return {_json_key(k): _json_data(v, conv) for k, v in value.items()}
+        assert isinstance(value, list | tuple | set | frozenset)
+        items = [_json_data(v, conv) for v in value]
+        return _sorted(items) if isinstance(value, set | frozenset) else items
+    try:
+        data = conv.unstructure(value)
+    except Exception:  # noqa: BLE001 - anything we cannot unstructure is shown as text
+        return repr(value)
+    return _jsonable(data)
+
+
+def _json_key(key: object) -> object:
+    return key if key is None or isinstance(key, str | int | float | bool) else repr(key)
+
+
+def _sorted(items: list[Any]) -> list[Any]:
+    try:
+        return sorted(items)
+    except TypeError:
+        return sorted(items, key=repr)
+
+
+def _jsonable(data: Any) -> Any:
+    if data is None or isinstance(data, str | int | float | bool):
+        return data
+    if isinstance(data, list | tuple):
+        return [_jsonable(v) for v in data]
+    if isinstance(data, set | frozenset):
+        return _sorted([_jsonable(v) for v in data])
+    if isinstance(data, dict):
+        return {_json_key(k): _jsonable(v) for k, v in data.items()}
+    return repr(data)
+
+
+def type_name(tp: Any) -> str:
+    """A short, readable name for a type: ``list[Order]``, ``int | None``.
+
+    >>> type_name(list[dict[str, int]] | None)
+    'list[dict[str, int]] | None'
+    """
+    if tp is type(None) or tp is None:
+        return "None"
+    if tp is Any:
+        return "Any"
+    origin, args = get_origin(tp), get_args(tp)
+    if _is_union(tp):
+        return " | ".join(type_name(a) for a in args)
+    if origin is Literal:
+        return f"Literal[{', '.join(repr(a) for a in args)}]"
+    if origin is not None:
+        base = type_name(origin)
+        if not args:
+            return base
+        inner = ", ".join("..." if a is Ellipsis else type_name(a) for a in args)
+        return f"{base}[{inner}]"
+    name = getattr(tp, "__qualname__", None) or getattr(tp, "__name__", None)
+    return name if isinstance(name, str) else str(tp).replace("typing.", "")
+
+
+_type_name = type_name
 
 
 def error_message(exc: BaseException) -> str:

@@ -86,7 +86,13 @@ class MermaidDrawable(Protocol):
 
 
 def _quote(text: str) -> str:
-    return '"' + text.replace('"', "#quot;").replace("\n", " ") + '"'
+    """``text`` as a quoted Mermaid label.
+
+    Quotes become ``#quot;`` and backticks ``#96;``: a label that starts
+    with a backtick would otherwise be read as a Markdown string, which
+    must also end with one, and the parser rejects the drawing.
+    """
+    return '"' + text.replace('"', "#quot;").replace("`", "#96;").replace("\n", " ") + '"'
 
 
 class MermaidGraph:

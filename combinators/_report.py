@@ -223,6 +223,13 @@ def critical_path(nodes: tuple[NodeReport, ...]) -> tuple[str, ...]:
     before that one started; and so on, descending into each child the same
     way.  A sequence puts all its steps on the path, a parallel group only
     its slowest operand.  Iterative, so deep trees are fine.
+
+    Children that end at the same instant are ranked by how they ended: the
+    one whose outcome decided the parent comes first (a failure for a
+    failed parent, a success for a succeeded one), a cancelled child last.
+    So in a fail-fast ``|`` the failing operand is on the path, not the
+    sibling it cancelled at that instant.  A cancelled child is on the path
+    only as the last child of its parent (the child of a ``.timeout()``).
     """
     if not nodes:
         return ()
@@ -244,13 +251,35 @@ def critical_path(nodes: tuple[NodeReport, ...]) -> tuple[str, ...]:
             continue
         chosen: list[NodeReport] = []
         t = node.end
-        for child in sorted(children, key=lambda k: (k.end, k.start), reverse=True):
+        decided = _deciding(node.status)
+
+        def rank(k: NodeReport) -> tuple[float, int, float, str]:
+            assert k.end is not None
+            how = 0 if k.status is NodeStatus.CANCELLED else 2 if k.status in decided else 1
+            # Reversed below: latest end first, then the deciding outcome,
+            # then the latest start; the path keeps ties deterministic.
+            return (k.end, how, k.start, k.path)
+
+        for child in sorted(children, key=rank, reverse=True):
             assert child.end is not None
+            if chosen and child.status is NodeStatus.CANCELLED:
+                # Something else ended it, so it can only be the last one:
+                # never the zero-length sibling "before" the failure.
+                continue
             if child.end <= t and (not chosen or child is not chosen[-1]):
                 chosen.append(child)
                 t = child.start
         stack.extend(chosen)  # latest first on the stack's bottom: popped earliest first
     return tuple(out)
+
+
+def _deciding(status: NodeStatus) -> frozenset[NodeStatus]:
+    """The child outcomes that can have decided a parent that ended with ``status``."""
+    if status is NodeStatus.SUCCEEDED:
+        return frozenset({NodeStatus.SUCCEEDED})
+    if status in (NodeStatus.FAILED, NodeStatus.TIMED_OUT):
+        return frozenset({NodeStatus.FAILED, NodeStatus.TIMED_OUT})
+    return frozenset()
 
 
 def _parent(path: str, known: Mapping[str, object]) -> str | None:

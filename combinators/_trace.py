@@ -12,6 +12,14 @@ ancestors in the tree.  A node stays on its parent's lane when it can, so a
 sequence reads as one lane and each extra parallel branch opens another
 (or reuses a lane whose events have all ended).  Placing a run costs
 O(log lanes), so a fan-out of many thousand runs is fine.
+
+Viewers sort the events of a lane by start, *longest first* when starts
+are equal, and nest an event in the one before it unless that one has
+ended by then (an event ending at ``t`` does not enclose one starting at
+``t``).  So a zero-length run and a longer run that start at the same
+instant must not share a lane unless the longer one is an ancestor: the
+viewer would draw the zero-length one inside it.  Such a run (a ``pure``
+step before a slow sibling) gets a lane of its own.
 """
 
 from __future__ import annotations
@@ -100,6 +108,10 @@ def trace_events(events: Iterable[Event], *, name: str = "combinators run") -> d
     # (end of a lane's bottom event, lane): where to look for a free lane.
     free: list[tuple[float, int]] = []
     bottom_end: list[float] = []
+    # instant[t]: the start of the last zero-length event placed on lane t.
+    # Runs are placed in start order, so a longer run starting at that same
+    # time (which would be drawn around it) must go elsewhere.
+    instant: list[float | None] = []
     out: list[dict[str, Any]] = [
         {"ph": "M", "name": "process_name", "pid": PID, "tid": 0, "args": {"name": name}},
     ]
@@ -109,21 +121,33 @@ def trace_events(events: Iterable[Event], *, name: str = "combinators run") -> d
         s, e = _us(run.start), _us(run.end)
         parent_lane = _nearest_lane(run.path, lane_of)
         lane: int | None = None
-        if parent_lane is not None and _fits(lanes[parent_lane], run.path, s, e):
+        if (
+            parent_lane is not None
+            and _fits(lanes[parent_lane], run.path, s, e)
+            and not (e > s and instant[parent_lane] == s)
+        ):
             lane = parent_lane
         else:
             # Else a lane whose events have all ended by s: its bottom event
             # (which encloses the rest) ended first.  Heap entries may be
             # stale; ``bottom_end`` has each lane's current bottom end.
+            skipped: list[tuple[float, int]] = []
             while free and free[0][0] <= s:
                 end, t = heapq.heappop(free)
-                if bottom_end[t] == end:
-                    lanes[t].clear()
-                    lane = t
-                    break
+                if bottom_end[t] != end:
+                    continue
+                if e > s and instant[t] == s:
+                    skipped.append((end, t))  # free later, not for this run
+                    continue
+                lanes[t].clear()
+                lane = t
+                break
+            for entry in skipped:
+                heapq.heappush(free, entry)
         if lane is None:
             lanes.append([])
             bottom_end.append(e)
+            instant.append(None)
             lane = len(lanes) - 1
         stack = lanes[lane]
         while stack and not _is_ancestor(stack[-1][0], run.path):
@@ -132,6 +156,8 @@ def trace_events(events: Iterable[Event], *, name: str = "combinators run") -> d
         if len(stack) == 1:
             bottom_end[lane] = e
             heapq.heappush(free, (e, lane))
+        if e == s:
+            instant[lane] = s
         lane_of[run.path] = lane
         placed.append((run, lane))
     for t in range(len(lanes)):

@@ -6,9 +6,12 @@ nearest enclosing node, named after the node, with the node path, kind and
 outcome as attributes.  Which SDK, exporter and sampler receive them is the
 application's choice, as usual with OpenTelemetry.
 
-Span times come from trio's clock, placed on the wall clock at the first
-event (``time.time_ns()`` then), so a run under a ``MockClock`` still gives
-spans of the virtual durations.
+Span times come from trio's clock, placed on the wall clock at the start
+of each run (``time.time_ns()`` when the run's root node starts), so a run
+under a ``MockClock`` still gives spans of the virtual durations.  Every
+run is anchored afresh because trio's clock has its own origin in each
+``trio.run``: one observer can serve many runs, one after another or at
+once.
 
 >>> from combinators import pure, run_sync
 >>> from combinators.otel import OtelObserver
@@ -38,15 +41,11 @@ class OtelObserver:
 
     def __init__(self, tracer: Tracer | None = None) -> None:
         self._tracer = tracer if tracer is not None else trace.get_tracer("combinators")
-        self._open: dict[str, list[Span]] = {}
-        self._offset_ns: int | None = None
+        # Per path, the open spans with the wall-clock offset (ns) of the
+        # run they belong to.
+        self._open: dict[str, list[tuple[Span, int]]] = {}
 
-    def _ns(self, t: float) -> int:
-        if self._offset_ns is None:
-            self._offset_ns = time.time_ns() - int(t * 1e9)
-        return self._offset_ns + int(round(t * 1e9))
-
-    def _parent(self, path: str) -> Span | None:
+    def _parent(self, path: str) -> tuple[Span, int] | None:
         while "/" in path:
             path = path.rsplit("/", 1)[0]
             spans = self._open.get(path)
@@ -57,27 +56,34 @@ class OtelObserver:
     def __call__(self, event: Event) -> None:
         if event.kind is EventKind.STARTED:
             parent = self._parent(event.path)
-            context = trace.set_span_in_context(parent) if parent is not None else None
+            if parent is None:
+                # A run's root: anchor this run's trio times on the wall clock.
+                context = None
+                offset = time.time_ns() - round(event.time * 1e9)
+            else:
+                context = trace.set_span_in_context(parent[0])
+                offset = parent[1]
             span = self._tracer.start_span(
                 event.path.rsplit("/", 1)[-1],
                 context=context,
                 attributes={"combinators.path": event.path, "combinators.kind": event.node},
-                start_time=self._ns(event.time),
+                start_time=offset + round(event.time * 1e9),
             )
-            self._open.setdefault(event.path, []).append(span)
+            self._open.setdefault(event.path, []).append((span, offset))
         elif event.kind is EventKind.RETRIED:
             spans = self._open.get(event.path)
             if spans:
-                spans[-1].add_event(
+                span, offset = spans[-1]
+                span.add_event(
                     "retried",
                     {"combinators.attempt": event.attempt, "combinators.error": repr(event.error)},
-                    timestamp=self._ns(event.time),
+                    timestamp=offset + round(event.time * 1e9),
                 )
         elif event.kind in TERMINAL:
             spans = self._open.get(event.path)
             if not spans:
                 return
-            span = spans.pop()
+            span, offset = spans.pop()
             if not spans:
                 del self._open[event.path]
             span.set_attribute("combinators.status", event.kind.value)
@@ -85,4 +91,4 @@ class OtelObserver:
                 span.set_status(StatusCode.OK)
             elif event.kind is not EventKind.CANCELLED:
                 span.set_status(StatusCode.ERROR, repr(event.error))
-            span.end(end_time=self._ns(event.time))
+            span.end(end_time=offset + round(event.time * 1e9))

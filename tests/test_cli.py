@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-from combinators import Recorder, combine, run
-from combinators._cli import _Progress, input_type, main
+import pytest
+
+from combinators import Recorder, combine, each, run
+from combinators._cli import UsageError, _Progress, input_type, main, parse_input
 from cli_agents import Order, batch, fan, place
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -163,3 +166,124 @@ def test_journal_makes_the_same_command_resume(tmp_path: Path) -> None:
     missing = cli("run", "tests.cli_agents:counted", "--input", "4", "--journal", "memory:")
     assert missing.returncode == 2
     assert "--run-id" in missing.stderr
+
+
+def in_process(*args: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(args), stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_a_bad_option_value_is_usage() -> None:
+    for value in ("0", "-3", "many"):
+        code, out, err = in_process("run", "cli_agents:double", "--input", "1", "--max-concurrency", value)
+        assert code == 2, err
+        assert "--max-concurrency: must be a whole number of at least 1" in err and "usage:" in err
+        assert "Traceback" not in err and out == ""
+    proc = cli("run", "tests.cli_agents:double", "--input", "1", "--max-concurrency", "0")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+def test_a_module_that_cannot_be_loaded_is_usage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "cli_raises_on_import.py").write_text("x = 1\nraise RuntimeError('no config')\n")
+    (tmp_path / "cli_syntax_error.py").write_text("def broken(:\n    pass\n")
+    (tmp_path / "cli_missing_dep.py").write_text("import no_such_dependency_xyz\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cases = {
+        "cli_raises_on_import:x": "cannot load cli_raises_on_import:x: RuntimeError: no config (",
+        "cli_syntax_error:broken": "cannot load cli_syntax_error:broken: SyntaxError:",
+        "cli_missing_dep:x": "cannot load cli_missing_dep:x: ModuleNotFoundError: No module named 'no_such_dependency_xyz'",
+    }
+    for target, message in cases.items():
+        for command in (["run", target, "--input", "1"], ["mermaid", target]):
+            code, out, err = in_process(*command)
+            assert code == 2, (target, err)
+            assert message in err, (target, err)
+            assert "Traceback" not in err and out == ""
+    code, _, err = in_process("run", "cli_agents:double", "--input", "1", "--input-type", "cli_raises_on_import:T")
+    assert code == 2 and "cannot load cli_raises_on_import:T" in err
+    # The location in the user's module is named.
+    assert "cli_raises_on_import.py:2" in in_process("mermaid", "cli_raises_on_import:x")[2]
+
+
+def test_a_module_that_cannot_be_loaded_from_the_shell(tmp_path: Path) -> None:
+    (tmp_path / "cli_shell_broken.py").write_text("1 / 0\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "combinators", "run", "cli_shell_broken:x", "--input", "1"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "error: cannot load cli_shell_broken:x: ZeroDivisionError: division by zero" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+ODD_VALUES = '''
+from combinators import pure
+
+
+class Opaque:
+    def __repr__(self) -> str:
+        return "<opaque>"
+
+
+def make_set(x: int) -> set[int]:
+    return {x + 2, x, x + 1}
+
+
+def make_object(x: int) -> object:
+    return Opaque()
+
+
+def make_mixed(x: int) -> dict[str, object]:
+    return {"ids": frozenset({"b", "a"}), "thing": Opaque(), "pair": (x, None)}
+
+
+a_set = pure(make_set)
+an_object = pure(make_object)
+mixed = pure(make_mixed)
+'''
+
+
+def test_a_success_json_cannot_hold_still_succeeds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "cli_odd_values.py").write_text(ODD_VALUES)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    code, out, err = in_process("run", "cli_odd_values:a_set", "--input", "1", "--no-progress")
+    assert (code, json.loads(out)) == (0, [1, 2, 3]), err
+    code, out, err = in_process("run", "cli_odd_values:an_object", "--input", "1", "--no-progress")
+    assert (code, json.loads(out)) == (0, "<opaque>"), err
+    code, out, err = in_process("run", "cli_odd_values:mixed", "--input", "4", "--no-progress")
+    assert (code, json.loads(out)) == (0, {"ids": ["a", "b"], "thing": "<opaque>", "pair": [4, None]}), err
+
+
+def test_an_unwritable_trace_file_is_refused_before_the_run(tmp_path: Path) -> None:
+    counter = tmp_path / "count.txt"
+    env = {**os.environ, "COMBINATORS_CLI_COUNTER": str(counter)}
+    for trace in ("/nonexistent/dir/t.json", str(tmp_path)):
+        proc = subprocess.run(
+            [sys.executable, "-m", "combinators", "run", "tests.cli_agents:counted", "--input", "4", "--trace", trace],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+        assert proc.returncode == 2, proc.stderr
+        assert f"error: --trace {trace}:" in proc.stderr and "Traceback" not in proc.stderr
+        assert proc.stdout == ""
+    assert not counter.exists()  # the agent never ran
+    code, out, err = in_process("run", "cli_agents:double", "--input", "2", "--trace", "t.json.d/x.json")
+    assert code == 2 and "does not exist" in err
+
+
+def test_a_bad_element_of_a_list_input_names_the_whole_type() -> None:
+    code, _, err = in_process("run", "cli_agents:batch", "--input", '[1, "x", 3]', "--no-progress")
+    assert code == 2
+    assert "error: input does not fit list[int]: $[1]: expected int, got str 'x'" in err
+    with pytest.raises(UsageError, match=r"input does not fit list\[Order\]: \$\[1\]\.qty: expected int"):
+        parse_input('[{"symbol": "A", "qty": 1}, {"symbol": "B", "qty": "x"}]', input_type(each(place)))

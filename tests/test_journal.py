@@ -276,6 +276,16 @@ async def test_undeclared_outputs_must_survive_json() -> None:
         await run(pure(_twice), 1, journal=journal, run_id="t")
 
 
+def _pair_as_object(x: int) -> object:
+    return (x, x)
+
+
+async def test_outputs_typed_object_must_survive_json_too() -> None:
+    """``object`` says as little as no annotation: a tuple would replay as a list."""
+    with pytest.raises(TypeError, match=r"leaf '_pair_as_object' has no declared output type"):
+        await run(pure(_pair_as_object), 1, journal=Journal.memory(), run_id="o")
+
+
 async def test_a_bug_in_an_agent_propagates_as_itself(tmp_path: Path) -> None:
     def broken(x: int) -> int:
         raise KeyError(x)

@@ -8,6 +8,7 @@ from typing import Any, ClassVar, Never, final
 import attrs
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 from returns.result import Result, Success
 
 from combinators import (
@@ -149,6 +150,24 @@ def test_a_node_class_can_draw_itself() -> None:
 def test_labels_are_quoted() -> None:
     text = to_mermaid(pure(double).named('say "hi"'))
     assert '["say #quot;hi#quot;"]' in text
+
+
+def test_backticks_are_escaped() -> None:
+    # A quoted label starting with a backtick is a Markdown string to Mermaid,
+    # which must end with one too: the parser rejects `n1["`x"]`.
+    assert to_mermaid(pure(double).named("`x")) == 'flowchart LR\n  n1["#96;x"]\n'
+    text = to_mermaid((pure(double) >> pure(label)).named("`group`").timeout(1).named("`t"))
+    assert 'subgraph s1["#96;t: timeout 1s"]' in text
+    assert 'subgraph s2["#96;group#96;"]' in text
+    assert "`" not in text
+
+
+@settings(max_examples=200)
+@given(st.text(min_size=1, max_size=8).filter(lambda t: "/" not in t and t.strip() == t and "\n" not in t))
+def test_any_name_gives_a_label_mermaid_reads_as_plain_text(name: str) -> None:
+    for tree in (pure(double).named(name), (pure(double) >> pure(label)).named(name)):
+        for quoted in re.findall(r'\["([^"]*)"\]', to_mermaid(tree)):
+            assert not quoted.startswith("`") and '"' not in quoted
 
 
 def test_bad_arguments() -> None:

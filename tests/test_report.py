@@ -19,8 +19,10 @@ from combinators import (
     RunReport,
     agent,
     build_report,
+    collect,
     run,
 )
+from combinators.testing import fake, run_virtual
 from observe_trees import LeafSpec, Spec, trees
 from test_observe import run_recorded
 
@@ -67,6 +69,59 @@ def test_critical_path_is_ordered_and_adds_up(spec: Spec) -> None:
     if not _has_retry(spec):
         # Without backoff waits, time is always spent in some node.
         assert sum(n.duration or 0.0 for n in path) == t1 - t0
+
+
+def test_a_failing_operand_is_on_the_critical_path_not_the_sibling_it_cancelled() -> None:
+    for tree in (
+        (fake("a", delay=3, value=1) | fake("z", delay=2, error="bad")).named("g"),
+        (fake("z", delay=2, error="bad") | fake("a", delay=3, value=1)).named("g"),
+        (fake("a", delay=3, value=1) | fake("z", delay=2, error="bad") | fake("b", delay=4, value=1)).named("g"),
+    ):
+        rec = Recorder()
+        assert run_virtual(tree, 0, observer=rec) == (Failure("bad"), 2.0)
+        report = build_report(rec.events)
+        assert report["g/a"].status is NodeStatus.CANCELLED and report["g/a"].end == 2
+        assert report.critical_path == ("g/z",)
+    # Names that sort the other way round: the outcome decides, not the name.
+    rec = Recorder()
+    run_virtual((fake("z", delay=3, value=1) | fake("a", delay=2, error="bad")).named("g"), 0, observer=rec)
+    assert build_report(rec.events).critical_path == ("g/a",)
+
+
+def test_on_a_tie_a_succeeded_parent_prefers_a_succeeded_child() -> None:
+    # ``collect`` succeeds whatever its operands do: the operand that
+    # succeeded at the same instant as a failing one is on the path.
+    for tree in (
+        collect(fake("a", delay=2, value=1) | fake("z", delay=2, error="e")).named("c"),
+        collect(fake("z", delay=2, error="e") | fake("a", delay=2, value=1)).named("c"),
+    ):
+        rec = Recorder()
+        run_virtual(tree, 0, observer=rec)
+        report = build_report(rec.events)
+        assert report["c"].status is NodeStatus.SUCCEEDED
+        assert [report[p].path.rsplit("/", 1)[-1] for p in report.critical_path] == ["a"], report.table()
+
+
+@settings(max_examples=150, deadline=None)
+@given(trees)
+def test_the_critical_path_avoids_siblings_cancelled_by_a_failure(spec: Spec) -> None:
+    _, events, _, _, _ = run_recorded(spec)
+    report = build_report(events)
+    by_parent: dict[str, list[Any]] = {}
+    for n in report.nodes[1:]:
+        by_parent.setdefault(n.path.rsplit("/", 1)[0], []).append(n)
+    failing = (NodeStatus.FAILED, NodeStatus.TIMED_OUT)
+    for parent in report.nodes:
+        if parent.status not in failing:
+            continue
+        kids = by_parent.get(parent.path, [])
+        for kid in kids:
+            tie = any(k.status in failing and k.end == kid.end for k in kids)
+            if kid.status is NodeStatus.CANCELLED and tie:
+                assert not any(p == kid.path or p.startswith(kid.path + "/") for p in report.critical_path), (
+                    kid.path,
+                    report.critical_path,
+                )
 
 
 async def test_critical_path_of_a_small_pipeline(autojump_clock: trio.testing.MockClock) -> None:

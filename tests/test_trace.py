@@ -16,8 +16,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 from returns.result import Failure, Result, Success
 
-from combinators import Backoff, EventKind, Recorder, agent, combine, run, trace_events, write_trace
+from combinators import Agent, Backoff, Event, EventKind, Recorder, agent, combine, pure, run, trace_events, write_trace
 from combinators.otel import OtelObserver
+from combinators.testing import agent_trees, fake, run_virtual
 from observe_trees import Spec, trees
 from test_observe import run_recorded
 
@@ -63,7 +64,30 @@ def validate(trace: dict[str, Any]) -> list[dict[str, Any]]:
                 if b0 <= a0 and a1 <= b1 and _ancestor(pb, pa):
                     continue
                 raise AssertionError(f"bad nesting on lane {a['tid']}: {a} / {b}")
+        check_viewer_nesting(lane)
     return xs
+
+
+def check_viewer_nesting(lane: list[dict[str, Any]]) -> None:
+    """Nest one lane's events as Perfetto does, and check every enclosing
+    event is a tree ancestor.
+
+    The viewer sorts by start, longest first on equal starts (then file
+    order), and puts each event inside the latest event still open: one
+    that has not ended by the new event's start.  Unlike the pairwise check
+    above, this sees a zero-length event drawn inside a longer sibling that
+    starts at the same instant.
+    """
+    order = sorted(range(len(lane)), key=lambda i: (lane[i]["ts"], -lane[i]["dur"], i))
+    stack: list[dict[str, Any]] = []
+    for i in order:
+        ev = lane[i]
+        while stack and stack[-1]["ts"] + stack[-1]["dur"] <= ev["ts"]:
+            stack.pop()
+        if stack:
+            outer = stack[-1]["args"]["path"]
+            assert _ancestor(outer, ev["args"]["path"]), f"viewer draws {ev} inside {stack[-1]}"
+        stack.append(ev)
 
 
 @settings(max_examples=150, deadline=None)
@@ -91,6 +115,62 @@ def test_trace_of_a_generated_tree_validates_and_nests_like_the_tree(spec: Spec)
             ), (x, runs[parent])
     retried = [e for e in events if e.kind is EventKind.RETRIED]
     assert len([ev for ev in trace["traceEvents"] if ev["ph"] == "i"]) == len(retried)
+
+
+def magnitude(x: int) -> int:
+    return abs(x)
+
+
+def test_a_zero_length_step_is_not_drawn_inside_its_sibling() -> None:
+    tree = (pure(magnitude).named("quick") >> fake("slow", delay=1)).named("p")
+    rec = Recorder()
+    run_virtual(tree, -1, observer=rec)
+    xs = {x["args"]["path"]: x for x in validate(trace_events(rec.events))}
+    assert (xs["p/quick"]["ts"], xs["p/quick"]["dur"]) == (0, 0)
+    assert (xs["p/slow"]["ts"], xs["p/slow"]["dur"]) == (0, 1e6)
+    assert xs["p/quick"]["tid"] != xs["p/slow"]["tid"]
+    # A zero-length step *after* a slow one ends as it starts: one lane is fine.
+    rec = Recorder()
+    run_virtual((fake("slow", delay=1, value=-1) >> pure(magnitude).named("quick")).named("p"), -1, observer=rec)
+    xs = {x["args"]["path"]: x for x in validate(trace_events(rec.events))}
+    assert len({x["tid"] for x in xs.values()}) == 1
+    # Many zero-length steps in a row share a lane (they never enclose each other).
+    rec = Recorder()
+    run_virtual((pure(magnitude) >> pure(magnitude) >> pure(magnitude)).named("p"), -1, observer=rec)
+    xs = {x["args"]["path"]: x for x in validate(trace_events(rec.events))}
+    assert len({x["tid"] for x in xs.values()}) == 1
+
+
+def test_a_free_lane_holding_a_zero_length_event_is_not_reused_at_that_instant() -> None:
+    # Started in the order a, b, c: b (zero-length) opens lane 1 beside a;
+    # lane 1 is free again at once, but c (longer, same start) would be
+    # drawn around b there.
+    started = EventKind.STARTED
+    done = EventKind.SUCCEEDED
+    events = [
+        Event(started, "p", 0.0, "par"),
+        Event(started, "p/a", 0.0, "leaf"),
+        Event(started, "p/b", 0.0, "leaf"),
+        Event(done, "p/b", 0.0, "leaf"),
+        Event(started, "p/c", 0.0, "leaf"),
+        Event(done, "p/a", 1.0, "leaf"),
+        Event(done, "p/c", 1.0, "leaf"),
+        Event(done, "p", 1.0, "par"),
+        Event(started, "q", 2.0, "leaf"),
+        Event(done, "q", 3.0, "leaf"),
+    ]
+    xs = {x["args"]["path"]: x for x in validate(trace_events(events))}
+    assert len({xs[p]["tid"] for p in ("p/a", "p/b", "p/c")}) == 3
+    assert xs["q"]["tid"] in {xs[p]["tid"] for p in ("p/a", "p/b", "p/c")}  # free lanes are reused later
+
+
+@settings(max_examples=200, deadline=None)
+@given(agent_trees(max_leaves=8))
+def test_trace_of_fake_trees_with_zero_delays_nests_like_the_tree(tree: Agent[Any, Any, Any]) -> None:
+    rec = Recorder()
+    run_virtual(tree.named("root"), 0, observer=rec)
+    xs = validate(trace_events(rec.events))
+    assert len(xs) == sum(1 for e in rec.events if e.kind is EventKind.STARTED)
 
 
 async def test_parallel_branches_get_their_own_lanes(autojump_clock: trio.testing.MockClock, tmp_path: Path) -> None:
@@ -175,3 +255,56 @@ async def test_lanes_are_reused_once_free(autojump_clock: trio.testing.MockClock
     await run(tree, 1, observer=rec)
     xs = validate(trace_events(rec.events))
     assert len({x["tid"] for x in xs}) == 3
+
+
+def test_one_otel_observer_serves_runs_with_different_clocks() -> None:
+    """Each run is placed on the wall clock at its own start, although trio's
+    clock starts afresh (at a random origin) in every ``trio.run``."""
+    import time
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    observer = OtelObserver(provider.get_tracer("test"))
+    tree = (fake("a", delay=2, value=1) >> fake("b", delay=1, value=2)).named("p")
+
+    for origin in (0.0, 5 * 3600.0, 17.25):  # trio clock readings at each run's start
+
+        async def main(origin: float = origin) -> None:
+            clock = trio.lowlevel.current_clock()
+            assert isinstance(clock, trio.testing.MockClock)
+            clock.jump(origin)
+            await run(tree, 0, observer=observer)
+
+        before = time.time_ns()
+        trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+        after = time.time_ns()
+        spans = {str(s.attributes["combinators.path"]): s for s in exporter.get_finished_spans() if s.attributes}
+        exporter.clear()
+        root, a, b = spans["p"], spans["p/a"], spans["p/b"]
+        assert root.start_time is not None and root.end_time is not None
+        assert before <= root.start_time <= after  # on the wall clock now, not hours off
+        assert root.end_time - root.start_time == 3 * 10**9
+        assert (a.start_time, a.end_time) == (root.start_time, root.start_time + 2 * 10**9)
+        assert (b.start_time, b.end_time) == (root.start_time + 2 * 10**9, root.end_time)
+        assert a.parent is not None and a.parent.span_id == root.context.span_id
+
+
+async def test_one_otel_observer_serves_concurrent_runs(autojump_clock: trio.testing.MockClock) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    observer = OtelObserver(provider.get_tracer("test"))
+
+    async def later() -> None:
+        await trio.sleep(10)
+        await run(fake("y", delay=1, value=1).named("y"), 0, observer=observer)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(later)
+        await run(fake("x", delay=20, value=1).named("x"), 0, observer=observer)
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    x, y = spans["x"], spans["y"]
+    assert x.start_time is not None and x.end_time is not None and y.start_time is not None
+    assert x.end_time - x.start_time == 20 * 10**9
+    assert y.end_time is not None and y.end_time - y.start_time == 10**9
