@@ -8,13 +8,16 @@ Layering (dependencies point one way):
 * ``_plan`` compiles a tree into runners through a registry of rules; the
   rules live next to their features: ``_run`` (leaves, ``|``, timeout,
   retry, limits), ``_chain`` (``>>`` and friends as one loop), ``_fanout``
-  and ``_stream``, ``_workflow``, ``_control``, ``_executors``/``_ray``.
+  (with the task pool the orchestrators use), ``_stream``, ``_workflow``,
+  ``_control``, ``_executors``/``_ray``.
 * ``_run`` holds ``run``/``run_sync``: the only entry points that run trees.
 * ``_limits`` (priority limiter, rate window), ``_notes`` (how escaping
   bugs are labelled), ``_cancel`` (fail-fast nurseries), ``_observe``
-  (events) and ``_journal*`` (durable runs) serve the interpreter; ``_report``, ``_trace``, ``otel``, ``_mermaid``, ``_json``
-  and ``_cli`` read trees and events; ``orchestration`` is the object-style
-  API on top; ``testing`` helps users test their own trees.
+  (events) and ``_journal*`` (durable runs) serve the interpreter;
+  ``_report``, ``_trace``, ``otel``, ``_mermaid``, ``_json`` and ``_cli``
+  read trees and events; ``orchestration`` is the object-style API on top,
+  building trees only (it registers no rule); ``testing`` helps users test
+  their own trees.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ nursery's scope, so no task outlives the ``async with``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sized
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sized
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Literal, TypeVar, final, overload
 
@@ -174,10 +174,8 @@ async def _open(
     name = agent.name
     source = _Source(inputs)
     send, receive = trio.open_memory_channel[tuple[Any, Result[Any, Any]]](buffer)
-    crash: list[BaseException] = []
-    pending: BaseException | None = None
 
-    async with open_nursery() as nursery:
+    def start(nursery: trio.Nursery, crash: list[BaseException]) -> None:
         scope = nursery.cancel_scope
 
         async def worker(out: trio.MemorySendChannel[tuple[Any, Result[Any, Any]]]) -> None:
@@ -201,6 +199,29 @@ async def _open(
         for _ in range(workers):
             nursery.start_soon(worker, send.clone())
         send.close()
+
+    async with serve(receive, start) as outcomes:
+        yield outcomes
+
+
+@asynccontextmanager
+async def serve(
+    receive: trio.MemoryReceiveChannel[_T], start: Callable[[trio.Nursery, list[BaseException]], None]
+) -> AsyncIterator[Outcomes[_T]]:
+    """Give the reader ``receive`` while ``start``'s producers run in one nursery.
+
+    ``start(nursery, crash)`` starts the producers; one that meets a bug
+    records it with ``keep_first_crash(crash, nursery.cancel_scope, exc)``.
+    Leaving the ``async with`` (early, or by the reader's own exception)
+    cancels the producers, and no task outlives it.  The reader's exception
+    leaves as itself, and so does a producer's bug, not inside an
+    ExceptionGroup.
+    """
+    crash: list[BaseException] = []
+    pending: BaseException | None = None
+    async with open_nursery() as nursery:
+        scope = nursery.cancel_scope
+        start(nursery, crash)
         try:
             yield Outcomes(receive)
         except BaseException as exc:

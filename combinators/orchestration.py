@@ -1,33 +1,46 @@
 """The object-style orchestration API, as a thin layer over the combinators.
 
 Users of agent SDKs know orchestrators, tasks, chains and aggregators.  This
-module gives them those names, the Python way (keyword arguments, ``async``
-methods, ``Result`` values), and every one of them does the same thing: it
-**builds one combinator tree and runs it with** :func:`combinators.run`.
-There is no second engine: each object has an ``as_agent``/``tree`` method
-that returns the tree it runs, so anything an orchestrator does can be
-drawn, observed, journaled or nested like any other agent.
+module gives them those names, the Python way (keyword arguments or
+immutable ``with_*`` builders, ``async`` methods, ``Result`` values), and
+every one of them does the same thing: it **builds one combinator tree and
+runs it with** :func:`combinators.run`.  There is no second engine: each
+object has an ``as_agent``/``tree`` method that returns the very tree its
+``execute`` runs -- concurrency limit and timeouts included -- so anything an
+orchestrator does can be drawn, observed, journaled or nested like any other
+agent, and nesting behaves exactly like ``execute``.
 
-==================================  =========================================
-object style                        combinator tree it builds
-==================================  =========================================
-``AgentTask(name, a, x)``           ``(succeed(x) >> a).named(name)``
-``task.with_priority(p)``           ``.priority(p)``
-``ParallelOrchestrator(timeout=s)`` ``.timeout(s)`` on every task
-``max_concurrency=n``               ``run(tree, x, max_concurrency=n)``
-``collect_errors=True``             ``collect(t1 | t2 | ...)``
-``collect_errors=False``            a ``Workflow`` of independent nodes,
-                                    ``build(on_failure="cancel")``
-``FirstSuccessfulAggregator()``     ``first_success(t1, t2, ...)``
-``MajorityVoteAggregator(key)``     ``vote(t1, t2, ..., key=key)``
-``AverageConfidenceAggregator()``   ``average_confidence(t1, t2, ...)``
-``CustomAggregator(f)``             ``aggregate([t1, t2, ...], f')``
-``execute_streaming``               ``stream(switch(...), names)``
-``AgentChain().then(a).then(b)``    ``a >> b``
-``then_with_transform(b, f)``       ``pure(f) >> b``
-``then_with_fallback(b, fallback)`` ``b.fallback(c)`` / ``b.recover(f)``
-``HierarchicalOrchestrator``        ``Workflow`` (``after=`` per dependency)
-==================================  =========================================
+=====================================  ======================================
+object style                           combinator tree it builds
+=====================================  ======================================
+``AgentTask(name, a, x)``              ``(succeed(x) >> a).named(name)``
+``task.with_priority(p)``              ``.priority(p)``
+``ParallelOrchestrator().tree(ts)``    a task pool of the task trees (below)
+``with_timeout(s)``                    ``.timeout(s)`` on every task's tree
+``with_concurrency(n)``                the pool starts at most ``n`` tasks
+                                       at once, by priority then task order
+``collecting_errors()``                the pool never stops early
+default (fail-fast)                    the pool stops at the first failure
+``FirstSuccessfulAggregator()``        ``first_success(t1, t2, ...)``
+``MajorityVoteAggregator(key)``        ``vote(t1, t2, ..., key=key)``
+``AverageConfidenceAggregator()``      ``average_confidence(t1, t2, ...)``
+a ``ResultAggregator`` (``f``)         ``pool >> agent(f.aggregate)``
+``execute_streaming``                  the pool, each task followed by a
+                                       leaf handing its outcome over
+``AgentChain().then(a).then(b)``       ``a >> b``
+``then_with_transform(b, f)``          ``pure(f) >> b``
+``then_with_fallback(b, fallback)``    ``b.fallback(c)`` / ``b.recover(f)``
+``HierarchicalOrchestrator``           ``Workflow`` (``after=`` per
+                                       dependency), ``.limit(n)``
+=====================================  ======================================
+
+The task pool is the one node kind this layer adds.  The core's limits
+count *leaves* (``.limit(n)``, ``run(max_concurrency=n)``), and so does the
+width of ``each`` and ``stream``, which comes from the limiter in force;
+the reference's ``max_concurrency`` counts *tasks* (a task that is
+``a | b`` holds one slot).  The pool is ``each``'s worker loop with its
+width given directly: ``n`` workers pull the next task, in priority order,
+only when a slot is free.
 
 See docs/orchestration.md for the decisions this layer takes where the
 reference design is silent.
@@ -39,15 +52,32 @@ import functools
 import operator
 from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Sequence
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, Generic, Literal, Never, TypeAlias, TypeVar, cast, final, overload
+from datetime import timedelta
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    ClassVar,
+    Generic,
+    Literal,
+    Never,
+    Protocol,
+    TypeAlias,
+    TypeVar,
+    cast,
+    final,
+    overload,
+)
 
 import attrs
+import trio
 from returns.result import Failure, Result, Success
 
+from ._cancel import keep_first_crash
 from ._exceptions import AgentTypeError, AllFailed, BuildError, CycleError, NoMajority, TimedOut
 from ._expr import Agent, Priority, _check_name, _require_agent, agent, pure, succeed
-from ._fanout import Confident, HasConfidence, aggregate, average_confidence, collect, first_success, vote
+from ._fanout import Confident, HasConfidence, Stop as _Stop, TaskPool, average_confidence, collect, first_success, vote
 from ._run import run
+from ._stream import serve
 from ._workflow import NodeCancelled, NodeFailed, NodeSkipped, NodeSucceeded, Workflow, WorkflowFailed, WorkflowResult
 
 if TYPE_CHECKING:
@@ -57,6 +87,7 @@ __all__ = [
     "AgentChain",
     "AgentTask",
     "AverageConfidenceAggregator",
+    "ChainLink",
     "ChainOutcome",
     "CustomAggregator",
     "FirstSuccessfulAggregator",
@@ -66,6 +97,7 @@ __all__ = [
     "NodeSkipped",
     "OrchestratorNode",
     "ParallelOrchestrator",
+    "ResultAggregator",
     "SequentialOrchestrator",
     "StepFailure",
     "TaskPriority",
@@ -86,10 +118,42 @@ _HC = TypeVar("_HC", bound=HasConfidence)
 _Agg = TypeVar("_Agg")
 _O_co = TypeVar("_O_co", covariant=True)
 _E_co = TypeVar("_E_co", covariant=True)
+_R_co = TypeVar("_R_co", covariant=True)
+_RE_co = TypeVar("_RE_co", covariant=True)
 _Flag = TypeVar("_Flag", bound=bool)
 
 #: The reference design's ``TaskPriority`` is the library's :class:`Priority`.
 TaskPriority: TypeAlias = Priority
+
+#: A timeout: seconds of trio time, or a ``timedelta`` (Rust's ``Duration``).
+_Seconds: TypeAlias = float | timedelta
+
+#: What every task of a parallel run gives, by task name.
+_TaskOutcomes: TypeAlias = dict[str, Result[Any, Any]]
+
+
+def _seconds(value: object, where: str) -> float | None:
+    """A timeout in seconds (``None`` stays ``None``); refuses what is not a positive duration."""
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, bool) or not isinstance(value, int | float):
+        msg = f"{where}: timeout must be a number of seconds or a timedelta > 0, or None; got {value!r}"
+        raise BuildError(msg)
+    else:
+        seconds = float(value)
+    if not seconds > 0:
+        msg = f"{where}: timeout must be a number of seconds or a timedelta > 0, or None; got {value!r}"
+        raise BuildError(msg)
+    return seconds
+
+
+def _width(value: object, where: str) -> int | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        msg = f"{where}: max_concurrency must be an int >= 1 or None, got {value!r}"
+        raise BuildError(msg)
+    return value
 
 
 # --------------------------------------------------------------------------
@@ -134,13 +198,19 @@ class AgentTask(Generic[_O_co, _E_co]):
             raise BuildError(msg)
         return attrs.evolve(self, priority=priority)
 
-    def as_agent(self, *, timeout: float | None = None) -> Agent[object, _O_co, _E_co | TimedOut]:
-        """The task as an agent that ignores its input (optionally with a timeout)."""
+    def as_agent(self, *, timeout: _Seconds | None = None) -> Agent[object, _O_co, _E_co | TimedOut]:
+        """The task as an agent that ignores its input, optionally with a timeout.
+
+        ``timeout`` is seconds of trio time or a ``timedelta``; the
+        ``TimedOut`` it gives carries the task's own path.
+        """
+        seconds = _seconds(timeout, f"AgentTask {self.name!r}")
         tree: Agent[object, _O_co, _E_co | TimedOut] = succeed(self.input) >> self.agent
-        if timeout is not None:
-            tree = tree.timeout(timeout)
         if self.priority is not Priority.NORMAL:
             tree = tree.priority(self.priority)
+        if seconds is not None:
+            # Outermost, so that the TimedOut names the task's own path.
+            tree = tree.timeout(seconds)
         return tree.named(self.name)
 
 
@@ -163,68 +233,120 @@ def _task_list(tasks: Iterable[AgentTask[Any, Any]], where: str) -> list[AgentTa
 
 
 # --------------------------------------------------------------------------
+# The task pool: the one node kind this layer adds
+
+
+
+
+def _pool(
+    agents: Sequence[Agent[object, Any, Any]], priorities: Sequence[Priority], width: int | None, stop: _Stop
+) -> Agent[object, _TaskOutcomes, Never]:
+    # sorted() is stable: equal priorities keep task order.
+    order = tuple(sorted(range(len(agents)), key=lambda i: -int(priorities[i])))
+    return TaskPool(tuple(agents), order, width, stop)
+
+
+def _pick(name: str) -> Agent[_TaskOutcomes, Any, Any]:
+    """The outcome of task ``name`` from a pool's ``{name: Result}``, as this leaf's own."""
+
+    async def pick(outcomes: _TaskOutcomes) -> Result[Any, Any]:
+        return outcomes[name]
+
+    return agent(pick).named(name)
+
+
+# --------------------------------------------------------------------------
 # Aggregators
+
+
+class ResultAggregator(Protocol[_R_co, _RE_co]):
+    """What an orchestrator accepts as a custom aggregator: the reference's ``ResultAggregator`` trait.
+
+    Any class with ``aggregate(results) -> Result`` fits, no base class
+    needed.  ``results`` holds every task's outcome by task name, in task
+    order (the tasks run to their end, at most ``max_concurrency`` at
+    once); what ``aggregate`` returns is the orchestrator's result, so mypy
+    types ``execute`` as ``Result[R, RE]``.  ``aggregate`` is a plain
+    function: an exception it raises is a bug and propagates.
+
+    >>> from returns.result import Success
+    >>> class CountSuccesses:
+    ...     def aggregate(self, results: dict[str, Result[object, object]]) -> Result[int, str]:
+    ...         return Success(sum(isinstance(r, Success) for r in results.values()))
+    >>> orchestrator = ParallelOrchestrator().with_aggregator(CountSuccesses())
+    """
+
+    def aggregate(self, results: dict[str, Result[Any, Any]], /) -> Result[_R_co, _RE_co]:
+        """Combine every task's outcome (by task name, in task order) into one ``Result``."""
+        ...
+
+
+def _decide(aggregator: ResultAggregator[Any, Any]) -> Agent[_TaskOutcomes, Any, Any]:
+    async def decide(outcomes: _TaskOutcomes) -> Result[Any, Any]:
+        return aggregator.aggregate(outcomes)
+
+    return agent(decide).named("aggregate")
+
+
+class _FanOut:
+    """A built-in aggregator: a fan-out combinator of the library."""
+
+    #: The outcome that settles it, so a pool under a limit stops there.
+    _stop: ClassVar[_Stop] = None
+
+    def _fanout(self, agents: Sequence[Agent[Any, Any, Any]]) -> Agent[Any, Any, Any]:
+        raise NotImplementedError  # pragma: no cover
 
 
 @final
 @attrs.frozen
-class FirstSuccessfulAggregator:
+class FirstSuccessfulAggregator(_FanOut):
     """Race the tasks; the first success wins and the rest are cancelled (``first_success``)."""
 
-    def tree(self, agents: Sequence[Agent[Any, Any, Any]], names: Sequence[str]) -> Agent[Any, Any, Any]:
+    _stop: ClassVar[_Stop] = "success"
+
+    def _fanout(self, agents: Sequence[Agent[Any, Any, Any]]) -> Agent[Any, Any, Any]:
         return first_success(*agents)
 
 
 @final
 @attrs.frozen
-class MajorityVoteAggregator:
+class MajorityVoteAggregator(_FanOut):
     """The success value more than half of the tasks agree on (``vote``), compared by ``key``."""
 
     key: Callable[[Any], Hashable] | None = None
 
-    def tree(self, agents: Sequence[Agent[Any, Any, Any]], names: Sequence[str]) -> Agent[Any, Any, Any]:
+    def _fanout(self, agents: Sequence[Agent[Any, Any, Any]]) -> Agent[Any, Any, Any]:
         return vote(*agents, key=self.key)
 
 
 @final
 @attrs.frozen
-class AverageConfidenceAggregator:
+class AverageConfidenceAggregator(_FanOut):
     """The mean ``confidence`` of the successful outputs (``average_confidence``)."""
 
-    def tree(self, agents: Sequence[Agent[Any, Any, Any]], names: Sequence[str]) -> Agent[Any, Any, Any]:
+    def _fanout(self, agents: Sequence[Agent[Any, Any, Any]]) -> Agent[Any, Any, Any]:
         return average_confidence(*agents)
 
 
 @final
 @attrs.frozen
 class CustomAggregator(Generic[_R, _RE]):
-    """``f`` turns every task's outcome, by task name, into the result (``aggregate``).
+    """A :class:`ResultAggregator` from a function: ``f`` turns ``{name: Result}`` into the result.
 
-    All tasks run to their end; ``f`` receives ``{name: Result}`` in task order.
+    The reference's ``CustomAggregator(|results| ...)``.  All tasks run to
+    their end; ``f`` receives every outcome by task name, in task order.
+
+    >>> from returns.result import Success
+    >>> CustomAggregator(lambda rs: Success(len(rs))).aggregate({"a": Success(1)})
+    <Success: 1>
     """
 
     f: Callable[[dict[str, Result[Any, Any]]], Result[_R, _RE]]
 
-    def tree(self, agents: Sequence[Agent[Any, Any, Any]], names: Sequence[str]) -> Agent[Any, _R, _RE]:
-        f, keys = self.f, tuple(names)
-
-        def by_name(results: tuple[Result[Any, Any], ...]) -> Result[_R, _RE]:
-            return f(dict(zip(keys, results, strict=True)))
-
-        by_name.__name__ = getattr(f, "__name__", "custom")
-        return aggregate(list(agents), by_name)
-
-
-Aggregator: TypeAlias = (
-    FirstSuccessfulAggregator | MajorityVoteAggregator | AverageConfidenceAggregator | CustomAggregator[Any, Any]
-)
-_AggB = TypeVar("_AggB", bound=Aggregator)
-_AGGREGATORS: tuple[type, ...] = (
-    FirstSuccessfulAggregator,
-    MajorityVoteAggregator,
-    AverageConfidenceAggregator,
-    CustomAggregator,
-)
+    def aggregate(self, results: dict[str, Result[Any, Any]], /) -> Result[_R, _RE]:
+        """``f(results)``."""
+        return self.f(results)
 
 
 # --------------------------------------------------------------------------
@@ -246,187 +368,305 @@ def _outcomes_as_results(value: WorkflowResult | WorkflowFailed[Any], names: Seq
     return out
 
 
-@final
-class ParallelOrchestrator(Generic[_Agg]):
-    """Run named tasks at once; a thin layer over ``|``, ``collect``, ``Workflow`` and the fan-outs.
+def _check_aggregator(aggregator: object, where: str) -> None:
+    if aggregator is None or isinstance(aggregator, _FanOut):
+        return
+    if not callable(getattr(aggregator, "aggregate", None)):
+        msg = (
+            f"{where}: aggregator must be FirstSuccessfulAggregator(), MajorityVoteAggregator(), "
+            f"AverageConfidenceAggregator(), CustomAggregator(f) or any object with an "
+            f"aggregate(results) method (a ResultAggregator); got {aggregator!r}"
+        )
+        raise AgentTypeError(msg)
 
-    * ``max_concurrency``: at most that many leaves run at once (the run's
-      limit); waiting tasks are admitted by ``priority``, then first come.
-    * ``timeout``: seconds of trio time per task (``.timeout()`` on each).
-    * ``collect_errors=False`` (default): fail-fast, the first failure
-      cancels the tasks still running; the result still has every task:
-      its ``Success``, its ``Failure``, or ``Failure(NodeCancelled(...))``.
-    * ``collect_errors=True``: every task runs to its end (``collect``).
-    * ``aggregator``: ``execute`` gives the aggregated ``Result`` instead.
+
+@final
+@attrs.frozen(init=False)
+class ParallelOrchestrator(Generic[_Agg]):
+    """Run named tasks at once, at most ``max_concurrency`` of them; a thin layer over the fan-outs.
+
+    Immutable: configure it with keyword arguments or with the builders,
+    each of which returns a new orchestrator (the reference's
+    ``ParallelOrchestrator::new().with_concurrency(5).with_timeout(...)``)::
+
+        ParallelOrchestrator(max_concurrency=5, timeout=30)
+        ParallelOrchestrator().with_concurrency(5).with_timeout(timedelta(seconds=30))
+
+    * ``max_concurrency`` / ``with_concurrency(n)``: at most ``n`` *tasks*
+      in flight, however many leaves each holds (a task that is ``a | b``
+      counts once).  A task starts only when a slot is free; waiting tasks
+      are admitted by priority, then task order, deterministically.
+    * ``timeout`` / ``with_timeout(s)``: per task, seconds or a
+      ``timedelta``; it runs from the moment the task starts, not while it
+      waits for a slot (``.timeout()`` on each task's tree).
+    * ``collect_errors=False`` (default): fail-fast; the first failure
+      cancels the tasks still running and starts no more.  The result still
+      has every task: its ``Success``, its ``Failure``, or
+      ``Failure(NodeCancelled(started))``.
+    * ``collect_errors=True`` / ``collecting_errors()``: every task runs to
+      its end and keeps its own ``Result``.
+    * ``aggregator`` / ``with_aggregator(a)``: ``execute`` gives the
+      aggregated ``Result`` instead (a built-in aggregator, or any
+      :class:`ResultAggregator`).
+
+    ``tree(tasks)`` is the agent ``execute`` runs, all of the above
+    included: run or nest it and it behaves exactly like ``execute``.
+
+    >>> ParallelOrchestrator().with_concurrency(2).collecting_errors()
+    ParallelOrchestrator(max_concurrency=2, timeout=None, collect_errors=True, aggregator=None)
     """
+
+    max_concurrency: int | None
+    timeout: float | None
+    collect_errors: bool
+    aggregator: _Agg
 
     @overload
     def __init__(
         self: ParallelOrchestrator[None],
         *,
         max_concurrency: int | None = None,
-        timeout: float | None = None,
+        timeout: _Seconds | None = None,
         collect_errors: bool = False,
         aggregator: None = None,
     ) -> None: ...
     @overload
     def __init__(
-        self: ParallelOrchestrator[_AggB],
+        self: ParallelOrchestrator[FirstSuccessfulAggregator],
         *,
         max_concurrency: int | None = None,
-        timeout: float | None = None,
+        timeout: _Seconds | None = None,
         collect_errors: bool = False,
-        aggregator: _AggB,
+        aggregator: FirstSuccessfulAggregator,
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: ParallelOrchestrator[MajorityVoteAggregator],
+        *,
+        max_concurrency: int | None = None,
+        timeout: _Seconds | None = None,
+        collect_errors: bool = False,
+        aggregator: MajorityVoteAggregator,
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: ParallelOrchestrator[AverageConfidenceAggregator],
+        *,
+        max_concurrency: int | None = None,
+        timeout: _Seconds | None = None,
+        collect_errors: bool = False,
+        aggregator: AverageConfidenceAggregator,
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: ParallelOrchestrator[ResultAggregator[_R, _RE]],
+        *,
+        max_concurrency: int | None = None,
+        timeout: _Seconds | None = None,
+        collect_errors: bool = False,
+        aggregator: ResultAggregator[_R, _RE],
     ) -> None: ...
     def __init__(
         self,
         *,
         max_concurrency: int | None = None,
-        timeout: float | None = None,
+        timeout: _Seconds | None = None,
         collect_errors: bool = False,
         aggregator: Any = None,
     ) -> None:
         where = "ParallelOrchestrator"
-        if max_concurrency is not None and (
-            isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1
-        ):
-            msg = f"{where}: max_concurrency must be an int >= 1 or None, got {max_concurrency!r}"
-            raise BuildError(msg)
-        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0):
-            msg = f"{where}: timeout must be a number of seconds > 0 or None, got {timeout!r}"
-            raise BuildError(msg)
-        if aggregator is not None and not isinstance(aggregator, _AGGREGATORS):
-            msg = (
-                f"{where}: aggregator must be one of FirstSuccessfulAggregator, MajorityVoteAggregator, "
-                f"AverageConfidenceAggregator, CustomAggregator(f); got {aggregator!r}"
-            )
-            raise AgentTypeError(msg)
-        self.max_concurrency = max_concurrency
-        self.timeout = timeout
-        self.collect_errors = bool(collect_errors)
-        self.aggregator: _Agg = cast("_Agg", aggregator)
+        _check_aggregator(aggregator, where)
+        self.__attrs_init__(_width(max_concurrency, where), _seconds(timeout, where), bool(collect_errors), aggregator)
 
-    def __repr__(self) -> str:
-        return (
-            f"ParallelOrchestrator(max_concurrency={self.max_concurrency!r}, timeout={self.timeout!r}, "
-            f"collect_errors={self.collect_errors!r}, aggregator={self.aggregator!r})"
+    # -- builders (each gives a new orchestrator) ----------------------------
+
+    def with_concurrency(self, max_concurrency: int | None) -> ParallelOrchestrator[_Agg]:
+        """At most ``max_concurrency`` tasks at once (``None``: no limit); the reference's ``with_concurrency``."""
+        return self._evolve(max_concurrency=_width(max_concurrency, "ParallelOrchestrator.with_concurrency()"))
+
+    def with_timeout(self, timeout: _Seconds | None) -> ParallelOrchestrator[_Agg]:
+        """A timeout per task, seconds or a ``timedelta`` (``None``: none); the reference's ``with_timeout``."""
+        return self._evolve(timeout=_seconds(timeout, "ParallelOrchestrator.with_timeout()"))
+
+    def collecting_errors(self, flag: bool = True) -> ParallelOrchestrator[_Agg]:
+        """Let every task run to its end (``False``: fail-fast); the reference's ``collect_errors(true)``."""
+        return self._evolve(collect_errors=bool(flag))
+
+    def _evolve(self, **changes: Any) -> ParallelOrchestrator[_Agg]:
+        # attrs.evolve runs __init__, so every change is checked again.
+        new: ParallelOrchestrator[_Agg] = attrs.evolve(cast("Any", self), **changes)
+        return new
+
+    @overload
+    def with_aggregator(self, aggregator: None) -> ParallelOrchestrator[None]: ...
+    @overload
+    def with_aggregator(self, aggregator: FirstSuccessfulAggregator) -> ParallelOrchestrator[FirstSuccessfulAggregator]: ...
+    @overload
+    def with_aggregator(self, aggregator: MajorityVoteAggregator) -> ParallelOrchestrator[MajorityVoteAggregator]: ...
+    @overload
+    def with_aggregator(
+        self, aggregator: AverageConfidenceAggregator
+    ) -> ParallelOrchestrator[AverageConfidenceAggregator]: ...
+    @overload
+    def with_aggregator(self, aggregator: ResultAggregator[_R, _RE]) -> ParallelOrchestrator[ResultAggregator[_R, _RE]]: ...
+    def with_aggregator(self, aggregator: Any) -> ParallelOrchestrator[Any]:
+        """Combine the outcomes with ``aggregator`` (``None``: a dict again); the reference's ``set_aggregator``."""
+        new: ParallelOrchestrator[Any] = ParallelOrchestrator(
+            max_concurrency=self.max_concurrency,
+            timeout=self.timeout,
+            collect_errors=self.collect_errors,
+            aggregator=aggregator,
         )
+        return new
 
+    # -- the tree and running it ----------------------------------------------
+
+    @overload
+    def tree(
+        self: ParallelOrchestrator[None], tasks: Iterable[AgentTask[_O, _E]]
+    ) -> Agent[object, dict[str, Result[_O, _E | TimedOut | NodeCancelled]], Never]: ...
+    @overload
+    def tree(
+        self: ParallelOrchestrator[FirstSuccessfulAggregator], tasks: Iterable[AgentTask[_O, _E]]
+    ) -> Agent[object, _O, AllFailed[_E | TimedOut]]: ...
+    @overload
+    def tree(
+        self: ParallelOrchestrator[MajorityVoteAggregator], tasks: Iterable[AgentTask[_O, _E]]
+    ) -> Agent[object, _O, NoMajority]: ...
+    @overload
+    def tree(
+        self: ParallelOrchestrator[AverageConfidenceAggregator], tasks: Iterable[AgentTask[_HC, _E]]
+    ) -> Agent[object, Confident[_HC], AllFailed[_E | TimedOut]]: ...
+    @overload
+    def tree(
+        self: ParallelOrchestrator[ResultAggregator[_R, _RE]], tasks: Iterable[AgentTask[Any, Any]]
+    ) -> Agent[object, _R, _RE]: ...
     def tree(self, tasks: Iterable[AgentTask[Any, Any]]) -> Agent[object, Any, Any]:
-        """The combinator tree ``execute`` runs for these tasks (its input is ignored)."""
-        checked = _task_list(tasks, "ParallelOrchestrator")
-        return self._tree(checked)
+        """The agent ``execute`` runs for these tasks, limit and timeouts included (its input is ignored).
+
+        Without an aggregator its success value is ``execute``'s dict,
+        ``{name: Result}`` in task order, and it never fails (a failure is
+        in the dict); with one, its outcome is the aggregator's ``Result``.
+        """
+        return self._tree(_task_list(tasks, "ParallelOrchestrator.tree()"))
 
     def _tree(self, tasks: list[AgentTask[Any, Any]]) -> Agent[object, Any, Any]:
         agents = [t.as_agent(timeout=self.timeout) for t in tasks]
-        names = [t.name for t in tasks]
-        if self.aggregator is not None:
-            if not tasks:
-                msg = f"ParallelOrchestrator: the aggregator {self.aggregator!r} needs at least one task"
-                raise BuildError(msg)
-            agg: Aggregator = self.aggregator  # type: ignore[assignment]
-            return agg.tree(agents, names).named("parallel")
+        priorities = [t.priority for t in tasks]
+        width = self.max_concurrency
+        agg: object = self.aggregator
+        if agg is None:
+            return _pool(agents, priorities, width, None if self.collect_errors else "failure").named("parallel")
         if not tasks:
-            msg = "ParallelOrchestrator: no tasks to run"
+            msg = f"ParallelOrchestrator: the aggregator {agg!r} needs at least one task"
             raise BuildError(msg)
-        if self.collect_errors:
-            group = agents[0] if len(agents) == 1 else functools.reduce(operator.or_, agents)
-            return collect(group).named("parallel")
-        wf: Workflow[object, Any] = Workflow.start(object)
-        for a in agents:
-            wf, _ = wf.add(a.name, a)
-        return wf.build(on_failure="cancel").named("parallel")
+        if isinstance(agg, _FanOut):
+            if width is None:
+                return agg._fanout(agents).named("parallel")
+            # Under a limit the tasks go through the pool (which stops where
+            # the aggregator is settled) and the same combinator decides on
+            # their outcomes.
+            picks = [_pick(t.name) for t in tasks]
+            return (_pool(agents, priorities, width, agg._stop) >> agg._fanout(picks)).named("parallel")
+        return (_pool(agents, priorities, width, None) >> _decide(cast("ResultAggregator[Any, Any]", agg))).named(
+            "parallel"
+        )
 
     @overload
     async def execute(
-        self: ParallelOrchestrator[None], tasks: Iterable[AgentTask[_O, _E]]
+        self: ParallelOrchestrator[None], tasks: Iterable[AgentTask[_O, _E]], *, observer: Observer | None = None
     ) -> dict[str, Result[_O, _E | TimedOut | NodeCancelled]]: ...
     @overload
     async def execute(
-        self: ParallelOrchestrator[FirstSuccessfulAggregator], tasks: Iterable[AgentTask[_O, _E]]
+        self: ParallelOrchestrator[FirstSuccessfulAggregator],
+        tasks: Iterable[AgentTask[_O, _E]],
+        *,
+        observer: Observer | None = None,
     ) -> Result[_O, AllFailed[_E | TimedOut]]: ...
     @overload
     async def execute(
-        self: ParallelOrchestrator[MajorityVoteAggregator], tasks: Iterable[AgentTask[_O, _E]]
+        self: ParallelOrchestrator[MajorityVoteAggregator],
+        tasks: Iterable[AgentTask[_O, _E]],
+        *,
+        observer: Observer | None = None,
     ) -> Result[_O, NoMajority]: ...
     @overload
     async def execute(
-        self: ParallelOrchestrator[AverageConfidenceAggregator], tasks: Iterable[AgentTask[_HC, _E]]
+        self: ParallelOrchestrator[AverageConfidenceAggregator],
+        tasks: Iterable[AgentTask[_HC, _E]],
+        *,
+        observer: Observer | None = None,
     ) -> Result[Confident[_HC], AllFailed[_E | TimedOut]]: ...
     @overload
     async def execute(
-        self: ParallelOrchestrator[CustomAggregator[_R, _RE]], tasks: Iterable[AgentTask[Any, Any]]
+        self: ParallelOrchestrator[ResultAggregator[_R, _RE]],
+        tasks: Iterable[AgentTask[Any, Any]],
+        *,
+        observer: Observer | None = None,
     ) -> Result[_R, _RE]: ...
-    async def execute(self, tasks: Iterable[AgentTask[Any, Any]]) -> Any:
-        """Run every task at once: ``{name: Result}`` in task order, or the aggregated ``Result``."""
-        checked = _task_list(tasks, "ParallelOrchestrator.execute()")
-        if not checked and self.aggregator is None:
-            return {}
-        tree = self._tree(checked)
-        result = await run(tree, None, max_concurrency=self.max_concurrency)
-        if self.aggregator is not None:
-            return result
-        names = [t.name for t in checked]
-        if self.collect_errors:
-            outcomes = result.unwrap()
-            if len(checked) == 1:
-                outcomes = (outcomes,)
-            return dict(zip(names, outcomes, strict=True))
-        value = result.unwrap() if isinstance(result, Success) else result.failure()
-        return _outcomes_as_results(value, names)
+    async def execute(self, tasks: Iterable[AgentTask[Any, Any]], *, observer: Observer | None = None) -> Any:
+        """``run(self.tree(tasks), None)``: ``{name: Result}`` in task order, or the aggregated ``Result``."""
+        tree = self._tree(_task_list(tasks, "ParallelOrchestrator.execute()"))
+        result = await run(tree, None, observer=observer)
+        return result if self.aggregator is not None else result.unwrap()
 
     def execute_streaming(
         self, tasks: Iterable[AgentTask[_O, _E]], *, buffer: int | None = None, observer: Observer | None = None
     ) -> _Streaming[_O, _E]:
         """``(name, Result)`` pairs as each task finishes: ``async with ... as results: async for ...``.
 
-        Built on :func:`combinators.stream` over a ``switch`` whose branches
-        are the tasks.  Tasks start in priority order (then task order), at
-        most ``max_concurrency`` at once (every task at once when it is
-        None).  Every task runs to its end (``collect_errors`` does not
-        apply: each outcome is handed over as it comes); an aggregator is
-        refused.  Leaving the ``async with`` early cancels the tasks still
-        running, and no task outlives it.
+        The same task pool as ``execute(collect_errors=True)`` -- at most
+        ``max_concurrency`` tasks at once, admitted by priority then task
+        order, each with its timeout -- where each task is followed by a
+        leaf that hands its outcome to the reader through a channel of
+        ``buffer`` places (default: ``max_concurrency``, or the number of
+        tasks).  A slow reader keeps that leaf waiting, and with it the
+        task's slot, so no new task starts.  Every task runs to its end;
+        an aggregator is refused.  Leaving the ``async with`` early cancels
+        the tasks still running, and no task outlives it.
         """
         if self.aggregator is not None:
             msg = "ParallelOrchestrator.execute_streaming(): an aggregator gives one result; use execute()"
             raise BuildError(msg)
         checked = _task_list(tasks, "ParallelOrchestrator.execute_streaming()")
+        if buffer is not None and (isinstance(buffer, bool) or not isinstance(buffer, int) or buffer < 0):
+            msg = f"ParallelOrchestrator.execute_streaming(): buffer must be an int >= 0 or None, got {buffer!r}"
+            raise BuildError(msg)
         return _Streaming(self._stream(checked, buffer, observer))
 
     @asynccontextmanager
     async def _stream(
         self, tasks: list[AgentTask[Any, Any]], buffer: int | None, observer: Observer | None
     ) -> AsyncIterator[AsyncIterator[tuple[str, Result[Any, Any]]]]:
-        from ._control import switch
-        from ._stream import stream
+        size = buffer if buffer is not None else (self.max_concurrency or len(tasks))
+        send, receive = trio.open_memory_channel[tuple[str, Result[Any, Any]]](size)
+        handed = [(collect(t.as_agent(timeout=self.timeout)) >> _hand_over(t.name, send)).named(t.name) for t in tasks]
+        tree = _pool(handed, [t.priority for t in tasks], self.max_concurrency, None).named("parallel")
 
-        if not tasks:
-            yield _empty()
-            return
-        branches = {t.name: t.as_agent(timeout=self.timeout) for t in tasks}
-        dispatch = switch(_name_of, branches).named("tasks")
-        # Higher priority first; sorted() is stable, so task order breaks ties.
-        order = sorted(tasks, key=lambda t: -int(t.priority))
-        width = self.max_concurrency or len(tasks)
-        async with stream(
-            dispatch, ((t.name, t.name) for t in order), keyed=True, max_concurrency=width, buffer=buffer, observer=observer
-        ) as outcomes:
+        def start(nursery: trio.Nursery, crash: list[BaseException]) -> None:
+            async def drive() -> None:
+                async with send:
+                    try:
+                        await run(tree, None, observer=observer)
+                    except Exception as exc:
+                        keep_first_crash(crash, nursery.cancel_scope, exc)
+
+            nursery.start_soon(drive)
+
+        async with serve(receive, start) as outcomes:
             yield outcomes
 
 
-def _identity(x: _T) -> _T:
-    return x
+def _hand_over(
+    name: str, send: trio.MemorySendChannel[tuple[str, Result[Any, Any]]]
+) -> Agent[Result[Any, Any], None, Never]:
+    """A leaf that sends ``(name, outcome)`` to the reader of ``execute_streaming``."""
 
+    async def hand_over(outcome: Result[Any, Any]) -> Result[None, Never]:
+        await send.send((name, outcome))
+        return Success(None)
 
-def _name_of(x: object) -> str:
-    assert isinstance(x, str)
-    return x
-
-
-async def _empty() -> AsyncIterator[tuple[str, Result[Any, Any]]]:
-    return
-    yield  # pragma: no cover - makes this an async generator
+    return agent(hand_over)
 
 
 @final
@@ -455,7 +695,19 @@ class _Start:
 
 @final
 @attrs.frozen
-class _Link:
+class ChainLink:
+    """One step of an :class:`AgentChain`: the reference's ``ChainLink { agent, transform }``.
+
+    ``agent`` runs on the previous step's output, passed through
+    ``transform`` first when there is one; when ``agent`` fails, ``backup``
+    (an agent, on the same input) or ``recover`` (a function of the error)
+    takes over.  Made by ``AgentChain.then*``; read from ``chain.links``.
+
+    >>> from combinators import pure
+    >>> ChainLink(pure(str), transform=len).as_agent()
+    (pure(len) >> pure(str))
+    """
+
     agent: Agent[Any, Any, Any]
     transform: Callable[[Any], Any] | None = None
     backup: Agent[Any, Any, Any] | None = None
@@ -463,9 +715,11 @@ class _Link:
 
     @property
     def name(self) -> str:
+        """The step's name: its agent's."""
         return self.agent.name
 
     def as_agent(self) -> Agent[Any, Any, Any]:
+        """The step's tree: ``pure(transform) >> agent.fallback(backup)`` (or ``.recover(f)``)."""
         step: Agent[Any, Any, Any] = self.agent
         if self.backup is not None:
             step = step.fallback(self.backup)
@@ -492,16 +746,16 @@ class AgentChain(Generic[_I, _O, _E]):
     <Success: 30>
     """
 
-    links: tuple[_Link, ...] = ()
+    links: tuple[ChainLink, ...] = ()
 
     @overload
     def __init__(self: AgentChain[_Start, _Start, Never]) -> None: ...
     @overload
-    def __init__(self: AgentChain[_I, _O, _E], links: tuple[_Link, ...]) -> None: ...
-    def __init__(self, links: tuple[_Link, ...] = ()) -> None:
+    def __init__(self: AgentChain[_I, _O, _E], links: tuple[ChainLink, ...]) -> None: ...
+    def __init__(self, links: tuple[ChainLink, ...] = ()) -> None:
         self.__attrs_init__(links)
 
-    def _add(self, link: _Link) -> Any:
+    def _add(self, link: ChainLink) -> Any:
         return AgentChain(self.links + (link,))
 
     @overload
@@ -513,7 +767,7 @@ class AgentChain(Generic[_I, _O, _E]):
     def then(self, agent: Agent[Any, Any, Any]) -> Any:
         """Append ``agent``: it runs on the previous link's output (``>>``)."""
         _require_agent(agent, f"AgentChain.then() (link {len(self.links) + 1})", None)
-        return self._add(_Link(agent))
+        return self._add(ChainLink(agent))
 
     @overload
     def then_with_transform(
@@ -530,7 +784,7 @@ class AgentChain(Generic[_I, _O, _E]):
         if not callable(transform) or isinstance(transform, Agent):
             msg = f"{where}: transform must be a plain function, got {type(transform).__name__} {transform!r}"
             raise AgentTypeError(msg)
-        return self._add(_Link(agent, transform=transform))
+        return self._add(ChainLink(agent, transform=transform))
 
     @overload
     def then_with_fallback(
@@ -558,9 +812,9 @@ class AgentChain(Generic[_I, _O, _E]):
         where = f"AgentChain.then_with_fallback() (link {len(self.links) + 1})"
         _require_agent(agent, where, None)
         if isinstance(fallback, Agent):
-            return self._add(_Link(agent, backup=fallback))
+            return self._add(ChainLink(agent, backup=fallback))
         if callable(fallback):
-            return self._add(_Link(agent, recover=fallback))
+            return self._add(ChainLink(agent, recover=fallback))
         msg = f"{where}: fallback must be an agent or a function error -> value, got {type(fallback).__name__} {fallback!r}"
         raise AgentTypeError(msg)
 
@@ -611,6 +865,10 @@ class _Stopped:
     failures: tuple[StepFailure, ...]
 
 
+def _identity(x: _T) -> _T:
+    return x
+
+
 def _first(pair: tuple[_T, Any]) -> _T:
     return pair[0]
 
@@ -633,7 +891,7 @@ def _settle(name: str) -> Agent[Any, Any, Any]:
     return agent(settle).named(f"{name}_settle")
 
 
-def _tracked(link: _Link) -> Agent[Any, Any, Any]:
+def _tracked(link: ChainLink) -> Agent[Any, Any, Any]:
     """One link over ``(value, failures)`` pairs, recording failures as it goes."""
     from ._control import when
 
@@ -659,20 +917,49 @@ def _tracked(link: _Link) -> Agent[Any, Any, Any]:
     return _attempt(primary) >> when(succeeded, ok, recovered)
 
 
+def _chain_outcome(outcome: Result[tuple[Any, tuple[StepFailure, ...]], _Stopped]) -> ChainOutcome[Any, Any]:
+    if isinstance(outcome, Success):
+        value, fails = outcome.unwrap()
+        return ChainOutcome(Success(value), fails)
+    stopped = outcome.failure()
+    return ChainOutcome(Failure(stopped.error), stopped.failures)
+
+
+def _check_flags(stop_on_error: bool, continue_on_failure: bool, where: str) -> None:
+    if not stop_on_error and not continue_on_failure:
+        msg = (
+            f"{where}: stop_on_error=False needs continue_on_failure=True: a step that "
+            "fails with no fallback leaves the next step nothing to run on; give that step a "
+            "fallback with AgentChain.then_with_fallback()"
+        )
+        raise BuildError(msg)
+
+
 @final
+@attrs.frozen(init=False)
 class SequentialOrchestrator(Generic[_Flag]):
     """Run an :class:`AgentChain` on an input: the ``>>`` tree of its links.
 
     * default: ``execute`` gives the chain's ``Result``; the first failure
       that no ``then_with_fallback`` handles ends the chain (``>>``).
-    * ``continue_on_failure=True``: the same run, reported as a
-      :class:`ChainOutcome` that also lists every step that failed on the
-      way (a fallback took over, or the chain stopped there).
-    * ``stop_on_error``: the reference's flag.  A typed chain always stops
-      at a failure nothing recovers (the next step has no value to run
-      on), so ``stop_on_error=False`` is accepted only together with
-      ``continue_on_failure=True``, the reference's error-recovery pairing.
+    * ``continue_on_failure=True`` / ``continuing_on_failure()``: the same
+      run, reported as a :class:`ChainOutcome` that also lists every step
+      that failed on the way (a fallback took over, or the chain stopped
+      there).
+    * ``stop_on_error`` / ``stopping_on_error(flag)``: the reference's flag.
+      A typed chain always stops at a failure nothing recovers (the next
+      step has no value to run on), so ``stop_on_error=False`` is accepted
+      only together with ``continue_on_failure=True``, the reference's
+      error-recovery pairing.  The constructor checks this at once; a
+      builder chain (which passes through the intermediate settings) is
+      checked when the tree is built.
+
+    >>> SequentialOrchestrator().stopping_on_error(False).continuing_on_failure()
+    SequentialOrchestrator(stop_on_error=False, continue_on_failure=True)
     """
+
+    stop_on_error: bool
+    continue_on_failure: bool
 
     @overload
     def __init__(
@@ -689,57 +976,78 @@ class SequentialOrchestrator(Generic[_Flag]):
         continue_on_failure: Literal[True],
     ) -> None: ...
     def __init__(self, *, stop_on_error: bool = True, continue_on_failure: bool = False) -> None:
-        if not stop_on_error and not continue_on_failure:
-            msg = (
-                "SequentialOrchestrator: stop_on_error=False needs continue_on_failure=True: a step that "
-                "fails with no fallback leaves the next step nothing to run on; give that step a "
-                "fallback with AgentChain.then_with_fallback()"
-            )
-            raise BuildError(msg)
-        self.stop_on_error = bool(stop_on_error)
-        self.continue_on_failure = bool(continue_on_failure)
+        _check_flags(stop_on_error, continue_on_failure, "SequentialOrchestrator")
+        self.__attrs_init__(bool(stop_on_error), bool(continue_on_failure))
 
-    def __repr__(self) -> str:
-        return (
-            f"SequentialOrchestrator(stop_on_error={self.stop_on_error!r}, "
-            f"continue_on_failure={self.continue_on_failure!r})"
-        )
+    @staticmethod
+    def _unchecked(stop_on_error: bool, continue_on_failure: bool) -> Any:
+        new = object.__new__(SequentialOrchestrator)
+        new.__attrs_init__(bool(stop_on_error), bool(continue_on_failure))
+        return new
 
+    def stopping_on_error(self, flag: bool = True) -> SequentialOrchestrator[_Flag]:
+        """The same orchestrator with ``stop_on_error=flag``; the reference's ``stop_on_error(...)``."""
+        new: SequentialOrchestrator[_Flag] = self._unchecked(flag, self.continue_on_failure)
+        return new
+
+    @overload
+    def continuing_on_failure(self, flag: Literal[True] = True) -> SequentialOrchestrator[Literal[True]]: ...
+    @overload
+    def continuing_on_failure(self, flag: Literal[False]) -> SequentialOrchestrator[Literal[False]]: ...
+    def continuing_on_failure(self, flag: bool = True) -> SequentialOrchestrator[Any]:
+        """The same orchestrator with ``continue_on_failure=flag``; the reference's ``continue_on_failure(...)``."""
+        new: SequentialOrchestrator[Any] = self._unchecked(self.stop_on_error, flag)
+        return new
+
+    @overload
+    def tree(self: SequentialOrchestrator[Literal[False]], chain: AgentChain[_I, _O, _E]) -> Agent[_I, _O, _E]: ...
+    @overload
+    def tree(
+        self: SequentialOrchestrator[Literal[True]], chain: AgentChain[_I, _O, _E]
+    ) -> Agent[_I, ChainOutcome[_O, _E], Never]: ...
     def tree(self, chain: AgentChain[Any, Any, Any]) -> Agent[Any, Any, Any]:
-        """The combinator tree ``execute`` runs for ``chain``."""
+        """The agent ``execute`` runs for ``chain``.
+
+        By default it is the chain's ``>>`` tree; with
+        ``continue_on_failure`` its success value is ``execute``'s
+        :class:`ChainOutcome` and it never fails.
+        """
+        return self._tree(chain, "SequentialOrchestrator.tree()")
+
+    def _tree(self, chain: AgentChain[Any, Any, Any], where: str) -> Agent[Any, Any, Any]:
+        _check_flags(self.stop_on_error, self.continue_on_failure, where)
         if not isinstance(chain, AgentChain):
             msg = f"SequentialOrchestrator: expected an AgentChain, got {type(chain).__name__} {chain!r}"
             raise AgentTypeError(msg)
+        chain._require_links(where)
         if not self.continue_on_failure:
             return chain.as_agent().named("chain")
-        chain._require_links("SequentialOrchestrator.execute()")
         steps = [_tracked(link) for link in chain.links]
         tree: Agent[Any, Any, Any] = pure(lambda x: (x, ())).named("start")
         for step in steps:
             tree = tree >> step
-        return collect(tree).named("chain")
+        return collect(tree).transform(_chain_outcome).named("chain")
 
     @overload
-    async def execute(self: SequentialOrchestrator[Literal[False]], chain: AgentChain[_I, _O, _E], input: _I) -> Result[_O, _E]: ...
+    async def execute(
+        self: SequentialOrchestrator[Literal[False]],
+        chain: AgentChain[_I, _O, _E],
+        input: _I,
+        *,
+        observer: Observer | None = None,
+    ) -> Result[_O, _E]: ...
     @overload
     async def execute(
-        self: SequentialOrchestrator[Literal[True]], chain: AgentChain[_I, _O, _E], input: _I
+        self: SequentialOrchestrator[Literal[True]],
+        chain: AgentChain[_I, _O, _E],
+        input: _I,
+        *,
+        observer: Observer | None = None,
     ) -> ChainOutcome[_O, _E]: ...
-    async def execute(self, chain: AgentChain[Any, Any, Any], input: Any) -> Any:
-        """Run the chain on ``input``."""
-        if isinstance(chain, AgentChain):
-            chain._require_links("SequentialOrchestrator.execute()")
-        tree = self.tree(chain)
-        result = await run(tree, input)
-        if not self.continue_on_failure:
-            return result
-        outcome = result.unwrap()
-        if isinstance(outcome, Success):
-            value, fails = outcome.unwrap()
-            return ChainOutcome(Success(value), fails)
-        stopped = outcome.failure()
-        assert isinstance(stopped, _Stopped)
-        return ChainOutcome(Failure(stopped.error), stopped.failures)
+    async def execute(self, chain: AgentChain[Any, Any, Any], input: Any, *, observer: Observer | None = None) -> Any:
+        """``run(self.tree(chain), input)``: the chain's ``Result``, or a :class:`ChainOutcome`."""
+        result = await run(self._tree(chain, "SequentialOrchestrator.execute()"), input, observer=observer)
+        return result.unwrap() if self.continue_on_failure else result
 
 
 # --------------------------------------------------------------------------
@@ -751,7 +1059,8 @@ class OrchestratorNode:
     """Constructors for the nodes of a :class:`HierarchicalOrchestrator`.
 
     A node is an agent; these build the usual kinds.  ``add_node`` also
-    takes a chain or a list of tasks directly.
+    takes a chain or a list of tasks directly, and any orchestrator's
+    ``tree(...)`` is a node too.
     """
 
     @staticmethod
@@ -815,12 +1124,14 @@ def _as_node_agent(name: str, node: object) -> Agent[Any, Any, Any]:
 class HierarchicalOrchestrator:
     """A DAG of named nodes run as one :class:`combinators.Workflow`.
 
-    Immutable: ``add_node`` and ``add_dependency`` return a new orchestrator
-    (chain the calls, or rebind the variable).  **Data follows the
-    dependencies**: a node with no dependency gets ``execute``'s input; a
-    node with one gets that node's output; a node with several gets a tuple
-    of their outputs, in the order the dependencies were added.  A node
-    starts as soon as its dependencies have succeeded.
+    Immutable: ``add_node``, ``add_dependency`` and ``with_concurrency``
+    return a new orchestrator (chain the calls, or rebind the variable).
+    **Data follows the dependencies**: a node with no dependency gets
+    ``execute``'s input; a node with one gets that node's output; a node
+    with several gets a tuple of their outputs, in the order the
+    dependencies were added.  A node starts as soon as its dependencies
+    have succeeded.  ``max_concurrency=n`` is ``.limit(n)`` on the
+    workflow: at most ``n`` leaves at once across all nodes.
 
     Refused when the call is made: a duplicate node name, a dependency
     naming a node not added yet, and a dependency that would close a cycle
@@ -836,20 +1147,18 @@ class HierarchicalOrchestrator:
         if on_failure not in ("continue", "cancel"):
             msg = f"HierarchicalOrchestrator: on_failure must be 'continue' or 'cancel', got {on_failure!r}"
             raise BuildError(msg)
-        if max_concurrency is not None and (
-            isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1
-        ):
-            msg = f"HierarchicalOrchestrator: max_concurrency must be an int >= 1 or None, got {max_concurrency!r}"
-            raise BuildError(msg)
-        self.max_concurrency = max_concurrency
+        self.max_concurrency = _width(max_concurrency, "HierarchicalOrchestrator")
         self.on_failure: Literal["continue", "cancel"] = on_failure
         self._nodes: tuple[tuple[str, Agent[Any, Any, Any]], ...] = ()
         self._deps: tuple[tuple[str, str], ...] = ()
 
     def _evolve(
-        self, nodes: tuple[tuple[str, Agent[Any, Any, Any]], ...], deps: tuple[tuple[str, str], ...]
+        self,
+        nodes: tuple[tuple[str, Agent[Any, Any, Any]], ...],
+        deps: tuple[tuple[str, str], ...],
+        max_concurrency: int | None,
     ) -> HierarchicalOrchestrator:
-        new = HierarchicalOrchestrator(max_concurrency=self.max_concurrency, on_failure=self.on_failure)
+        new = HierarchicalOrchestrator(max_concurrency=max_concurrency, on_failure=self.on_failure)
         new._nodes, new._deps = nodes, deps
         return new
 
@@ -862,6 +1171,10 @@ class HierarchicalOrchestrator:
         deps = ", ".join(f"{a}<-{b}" for a, b in self._deps)
         return f"HierarchicalOrchestrator(nodes={list(self.names)!r}, dependencies=[{deps}])"
 
+    def with_concurrency(self, max_concurrency: int | None) -> HierarchicalOrchestrator:
+        """A new orchestrator running at most ``max_concurrency`` leaves at once (``None``: no limit)."""
+        return self._evolve(self._nodes, self._deps, max_concurrency)
+
     def add_node(self, name: str, node: NodeLike) -> HierarchicalOrchestrator:
         """A new orchestrator with node ``name`` (an agent, a chain or a list of tasks)."""
         where = f"HierarchicalOrchestrator.add_node({name!r})"
@@ -869,7 +1182,7 @@ class HierarchicalOrchestrator:
         if name in self.names:
             msg = f"{where}: duplicate node name, the orchestrator already has a node called {name!r}"
             raise BuildError(msg)
-        return self._evolve((*self._nodes, (name, _as_node_agent(name, node))), self._deps)
+        return self._evolve((*self._nodes, (name, _as_node_agent(name, node))), self._deps, self.max_concurrency)
 
     def add_dependency(self, node: str, depends_on: str) -> HierarchicalOrchestrator:
         """A new orchestrator where ``node`` runs after, and on the output of, ``depends_on``."""
@@ -887,7 +1200,7 @@ class HierarchicalOrchestrator:
         if path is not None:
             # depends_on -> node is the new edge; node -> ... -> depends_on exists.
             raise CycleError((depends_on, *path))
-        return self._evolve(self._nodes, (*self._deps, (node, depends_on)))
+        return self._evolve(self._nodes, (*self._deps, (node, depends_on)), self.max_concurrency)
 
     def _path(self, start: str, goal: str) -> tuple[str, ...] | None:
         """A data-flow path ``start -> ... -> goal`` (dependency to dependent), or None."""
@@ -912,7 +1225,15 @@ class HierarchicalOrchestrator:
         return None
 
     def as_agent(self) -> Agent[Any, WorkflowResult, WorkflowFailed[object]]:
-        """The workflow ``execute`` runs: nodes added in dependency order, ``after=`` per dependency."""
+        """The agent ``execute`` runs: the workflow of the nodes, and ``.limit(n)`` with ``max_concurrency``.
+
+        Nodes are added in dependency order, ``after=`` per dependency.  It
+        succeeds with a :class:`WorkflowResult` (every node's output by
+        name) or fails with a :class:`WorkflowFailed` (every node's
+        outcome); ``execute`` turns either into ``{name: Result}``.  Node
+        paths are ``hierarchy/<node>``, or ``hierarchy/workflow/<node>``
+        under a limit.
+        """
         if not self._nodes:
             msg = "HierarchicalOrchestrator: no nodes; add some with add_node(name, node)"
             raise BuildError(msg)
@@ -933,17 +1254,19 @@ class HierarchicalOrchestrator:
             ds = deps_of[name]
             after = None if not ds else handles[ds[0]] if len(ds) == 1 else tuple(handles[d] for d in ds)
             wf, handles[name] = wf.add(name, agents[name], after=after)
-        return wf.build(on_failure=self.on_failure).named("hierarchy")
+        built = wf.build(on_failure=self.on_failure)
+        if self.max_concurrency is not None:
+            built = built.limit(self.max_concurrency)
+        return built.named("hierarchy")
 
     async def execute(self, input: object, *, observer: Observer | None = None) -> dict[str, Result[Any, Any]]:
-        """Run every node: ``{name: Result}`` in the order added.
+        """Run ``self.as_agent()`` on ``input``: ``{name: Result}`` in the order added.
 
         A node that ran gives its ``Success``/``Failure``; one that never
         ran gives ``Failure(NodeSkipped(because))`` (a dependency failed) or
         ``Failure(NodeCancelled(started))`` (with ``on_failure="cancel"``).
         """
-        result = await run(self.as_agent(), input, max_concurrency=self.max_concurrency, observer=observer)
+        result = await run(self.as_agent(), input, observer=observer)
         value = result.unwrap() if isinstance(result, Success) else result.failure()
         by_name = _outcomes_as_results(value, self.names)
         return {name: by_name[name] for name in self.names}
-

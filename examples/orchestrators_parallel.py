@@ -2,19 +2,25 @@
 
 Run it with ``uv run python -m examples.orchestrators_parallel``.  Ten
 ``AgentTask``s (``AAPL_value``, ``AAPL_trading``, ...) run under a
-``ParallelOrchestrator`` with at most 10 leaves at once and a 60-second
-timeout per task, as in the reference design.  Then the same tasks with an
-aggregator, and streamed as they finish.  The operator-style version of this
-scenario is ``examples/parallel_analysis.py``; the program checks that the
-orchestrator gives exactly what its combinator tree gives.
+``ParallelOrchestrator`` with at most 10 tasks at once and a 60-second
+timeout per task, as in the reference design
+(``ParallelOrchestrator::new().with_concurrency(10).with_timeout(...)``).
+Then the same tasks with an aggregator, and streamed as they finish.  The
+operator-style version of this scenario is ``examples/parallel_analysis.py``;
+the program checks that the orchestrator gives exactly what the plain
+combinator tree gives.
 """
 
 from __future__ import annotations
 
+import functools
+import operator
+from datetime import timedelta
+
 import trio
 from returns.result import Failure, Result, Success
 
-from combinators import TimedOut, run
+from combinators import TimedOut, collect, run
 from combinators.orchestration import (
     AgentTask,
     AverageConfidenceAggregator,
@@ -58,11 +64,16 @@ async def main() -> list[str]:
 
     # The same tasks as a plain combinator tree: each task is
     # (succeed(symbol) >> agent).timeout(60).named(name), and collect() of
-    # their | group keeps every outcome.  tree() shows the tree it runs.
-    group = ParallelOrchestrator(max_concurrency=10, timeout=60, collect_errors=True)
+    # their | group keeps every outcome.  (Each task is one chain of leaves,
+    # so ten tasks at once are ten leaves at once: run's limit is the same.)
+    group = ParallelOrchestrator().with_concurrency(10).with_timeout(timedelta(seconds=60)).collecting_errors()
     collected = await group.execute(tasks)
-    plain = await run(group.tree(tasks), None, max_concurrency=10)
-    lines.append(f"same as run(collect(t1 | t2 | ... | t10)): {list(collected.values()) == list(plain.unwrap())}")
+    trees = [t.as_agent(timeout=60) for t in tasks]
+    plain = await run(collect(functools.reduce(operator.or_, trees)), None, max_concurrency=10)
+    # group.tree(tasks) is the tree execute runs, limit and timeout included.
+    nested = await run(group.tree(tasks), None)
+    same = list(collected.values()) == list(plain.unwrap()) and nested.unwrap() == collected
+    lines.append(f"same as run(collect(t1 | t2 | ... | t10)): {same}")
 
     # One symbol, its three analysts' views combined by aggregators.
     analysts = (value_agent, trading_agent, quality_agent)
