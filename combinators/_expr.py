@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 import inspect
+from datetime import timedelta
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import (
     TYPE_CHECKING,
@@ -69,6 +70,19 @@ def _require_agent(value: object, role: str, node: Agent[Any, Any, Any] | None) 
             hint = "; wrap a function with agent(), lift() or pure() first"
         msg = f"{role} must be an Agent, got {type(value).__name__} {value!r}{where}{hint}"
         raise AgentTypeError(msg)
+
+
+def _seconds(value: object, where: str, what: str) -> float:
+    """``value`` as seconds of trio time: a number or a ``timedelta``, > 0.
+
+    Refuses anything else (``True`` included) with an error naming ``where``.
+    """
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        msg = f"{where}: {what} must be a number of seconds or a timedelta > 0, got {value!r}"
+        raise BuildError(msg)
+    return float(value)
 
 
 def _structural_hash(node: Agent[Any, Any, Any]) -> int:
@@ -297,12 +311,9 @@ class Agent(Generic[_In_contra, _Out_co, _Err_co]):
         _require_callable(f, f"{self.name}.recover()")
         return Recover(self, f)
 
-    def timeout(self, seconds: float) -> Agent[_In_contra, _Out_co, _Err_co | TimedOut]:
+    def timeout(self, seconds: float | timedelta) -> Agent[_In_contra, _Out_co, _Err_co | TimedOut]:
         """Cancel the subtree after ``seconds`` of trio time; fail with ``TimedOut``."""
-        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
-            msg = f"{self.name}.timeout(): seconds must be a number > 0, got {seconds!r}"
-            raise BuildError(msg)
-        return Timeout(self, float(seconds))
+        return Timeout(self, _seconds(seconds, f"{self.name}.timeout()", "the timeout"))
 
     def retry(
         self,
@@ -310,7 +321,7 @@ class Agent(Generic[_In_contra, _Out_co, _Err_co]):
         *,
         backoff: Backoff | None = None,
         when: Callable[[_Err_co], bool] | None = None,
-        deadline: float | None = None,
+        deadline: float | timedelta | None = None,
     ) -> Agent[_In_contra, _Out_co, _Err_co]:
         """Up to ``times`` more attempts after a failure (see :class:`Backoff`).
 
@@ -329,12 +340,8 @@ class Agent(Generic[_In_contra, _Out_co, _Err_co]):
             raise BuildError(msg)
         if when is not None:
             _require_callable(when, where)
-        if deadline is not None and (
-            isinstance(deadline, bool) or not isinstance(deadline, int | float) or not deadline > 0
-        ):
-            msg = f"{where}: deadline must be a number of seconds > 0, got {deadline!r}"
-            raise BuildError(msg)
-        return Retry(self, times, backoff or Backoff(), when, deadline)
+        limit = None if deadline is None else _seconds(deadline, where, "deadline")
+        return Retry(self, times, backoff or Backoff(), when, limit)
 
     def limit(self, n: int) -> Agent[_In_contra, _Out_co, _Err_co]:
         """At most ``n`` leaves of this subtree run at once."""
@@ -364,7 +371,7 @@ class Agent(Generic[_In_contra, _Out_co, _Err_co]):
         self,
         calls: float,
         *,
-        per: float = 1.0,
+        per: float | timedelta = 1.0,
         weight: Callable[[Any], float] | None = None,
     ) -> Agent[_In_contra, _Out_co, _Err_co]:
         """At most ``calls`` leaf starts per ``per`` seconds (a token bucket).
@@ -376,12 +383,10 @@ class Agent(Generic[_In_contra, _Out_co, _Err_co]):
         if not isinstance(calls, int | float) or not calls > 0:
             msg = f"{where}: calls must be > 0, got {calls!r}"
             raise BuildError(msg)
-        if not isinstance(per, int | float) or not per > 0:
-            msg = f"{where}: per must be > 0 seconds, got {per!r}"
-            raise BuildError(msg)
+        window = _seconds(per, where, "per")
         if weight is not None:
             _require_callable(weight, where)
-        return Rate(self, float(calls), float(per), weight)
+        return Rate(self, float(calls), window, weight)
 
     def bind(
         self,

@@ -28,6 +28,7 @@ types.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence, Sized
+from datetime import timedelta
 from typing import Any, ClassVar, Generic, Literal, Never, Protocol, TypeAlias, TypeVar, TypeVarTuple, Unpack, final, overload
 
 import attrs
@@ -36,7 +37,7 @@ from returns.result import Failure, Result, Success
 
 from ._cancel import keep_first_crash, open_nursery
 from ._exceptions import AgentTypeError, AllFailed, BuildError, NoMajority
-from ._expr import Agent, Limit, Parallel, _fn_name, _require_agent, _require_callable
+from ._expr import Agent, Limit, Parallel, _fn_name, _require_agent, _require_callable, _seconds
 from ._workflow import NodeCancelled
 from ._observe import observed
 from ._plan import Compiler, Env, compiles, segments
@@ -217,31 +218,31 @@ def collect(group: Agent[Any, Any, Any], /) -> Agent[Any, Any, Never]:
 
 @overload
 def first_success(
-    a: Agent[_I, _O1, _E1], /, *, hedge: float | None = None
+    a: Agent[_I, _O1, _E1], /, *, hedge: float | timedelta | None = None
 ) -> Agent[_I, _O1, AllFailed[_E1]]: ...
 @overload
 def first_success(
-    a: Agent[_I, _O1, _E1], b: Agent[_I, _O2, _E2], /, *, hedge: float | None = None
+    a: Agent[_I, _O1, _E1], b: Agent[_I, _O2, _E2], /, *, hedge: float | timedelta | None = None
 ) -> Agent[_I, _O1 | _O2, AllFailed[_E1 | _E2]]: ...
 @overload
 def first_success(
-    a: Agent[_I, _O1, _E1], b: Agent[_I, _O2, _E2], c: Agent[_I, _O3, _E3], /, *, hedge: float | None = None
+    a: Agent[_I, _O1, _E1], b: Agent[_I, _O2, _E2], c: Agent[_I, _O3, _E3], /, *, hedge: float | timedelta | None = None
 ) -> Agent[_I, _O1 | _O2 | _O3, AllFailed[_E1 | _E2 | _E3]]: ...
 @overload
 def first_success(
-    a: Agent[_I, _O1, _E1], b: Agent[_I, _O2, _E2], c: Agent[_I, _O3, _E3], d: Agent[_I, _O4, _E4], /, *, hedge: float | None = None
+    a: Agent[_I, _O1, _E1], b: Agent[_I, _O2, _E2], c: Agent[_I, _O3, _E3], d: Agent[_I, _O4, _E4], /, *, hedge: float | timedelta | None = None
 ) -> Agent[_I, _O1 | _O2 | _O3 | _O4, AllFailed[_E1 | _E2 | _E3 | _E4]]: ...
 @overload
 def first_success(
-    a: Agent[_I, _O1, _E1], b: Agent[_I, _O2, _E2], c: Agent[_I, _O3, _E3], d: Agent[_I, _O4, _E4], e: Agent[_I, _O5, _E5], /, *, hedge: float | None = None
+    a: Agent[_I, _O1, _E1], b: Agent[_I, _O2, _E2], c: Agent[_I, _O3, _E3], d: Agent[_I, _O4, _E4], e: Agent[_I, _O5, _E5], /, *, hedge: float | timedelta | None = None
 ) -> Agent[_I, _O1 | _O2 | _O3 | _O4 | _O5, AllFailed[_E1 | _E2 | _E3 | _E4 | _E5]]: ...
 @overload
 def first_success(
-    a: Agent[_I, _O1, _E1], b: Agent[_I, _O2, _E2], c: Agent[_I, _O3, _E3], d: Agent[_I, _O4, _E4], e: Agent[_I, _O5, _E5], f: Agent[_I, _O6, _E6], /, *, hedge: float | None = None
+    a: Agent[_I, _O1, _E1], b: Agent[_I, _O2, _E2], c: Agent[_I, _O3, _E3], d: Agent[_I, _O4, _E4], e: Agent[_I, _O5, _E5], f: Agent[_I, _O6, _E6], /, *, hedge: float | timedelta | None = None
 ) -> Agent[_I, _O1 | _O2 | _O3 | _O4 | _O5 | _O6, AllFailed[_E1 | _E2 | _E3 | _E4 | _E5 | _E6]]: ...
 @overload
-def first_success(*agents: Agent[_I, _O, _E], hedge: float | None = None) -> Agent[_I, _O, AllFailed[_E]]: ...
-def first_success(*agents: Agent[Any, Any, Any], hedge: float | None = None) -> Agent[Any, Any, AllFailed[Any]]:
+def first_success(*agents: Agent[_I, _O, _E], hedge: float | timedelta | None = None) -> Agent[_I, _O, AllFailed[_E]]: ...
+def first_success(*agents: Agent[Any, Any, Any], hedge: float | timedelta | None = None) -> Agent[Any, Any, AllFailed[Any]]:
     """A race: the first success wins and the other operands are cancelled at once.
 
     If every operand fails, the result is ``Failure(AllFailed(errors))`` with
@@ -256,10 +257,7 @@ def first_success(*agents: Agent[Any, Any, Any], hedge: float | None = None) -> 
     <Success: mirror>
     """
     operands = _operands(agents, "first_success")
-    if hedge is not None and (isinstance(hedge, bool) or not isinstance(hedge, int | float) or not hedge > 0):
-        msg = f"first_success(): hedge must be a number of seconds > 0 (or None), got {hedge!r}"
-        raise BuildError(msg)
-    return FirstSuccess(operands, None if hedge is None else float(hedge))
+    return FirstSuccess(operands, None if hedge is None else _seconds(hedge, "first_success()", "hedge"))
 
 
 # -- vote (overloads generated) --------------------------------------------------

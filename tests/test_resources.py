@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from datetime import timedelta
 from typing import Any
 
 import attrs
@@ -423,14 +424,15 @@ def test_timeout_is_min_of_time_and_limit(delays: list[int], seconds: float) -> 
 @pytest.mark.parametrize(
     ("build", "message"),
     [
-        (lambda a: a.timeout(0), "timeout\\(\\): seconds must be a number > 0, got 0"),
-        (lambda a: a.timeout(-1), "seconds must be a number > 0"),
+        (lambda a: a.timeout(0), "timeout\\(\\): the timeout must be a number of seconds or a timedelta > 0, got 0"),
+        (lambda a: a.timeout(-1), "timeout must be a number of seconds or a timedelta > 0"),
+        (lambda a: a.timeout(timedelta(0)), "timeout must be a number of seconds or a timedelta > 0, got 0.0"),
         (lambda a: a.retry(-1), "retry\\(\\): times must be an int >= 0, got -1"),
         (lambda a: a.limit(0), "limit\\(\\): n must be an int >= 1, got 0"),
         (lambda a: a.rate(0, per=1), "rate\\(\\): calls must be > 0"),
-        (lambda a: a.rate(1, per=0), "per must be > 0"),
+        (lambda a: a.rate(1, per=0), "per must be a number of seconds or a timedelta > 0"),
         (lambda a: a.priority(3), "expected a Priority"),
-        (lambda a: a.retry(1, deadline=0), "deadline must be a number of seconds > 0"),
+        (lambda a: a.retry(1, deadline=0), "deadline must be a number of seconds or a timedelta > 0"),
     ],
 )
 def test_bad_arguments_are_refused_at_build_time(build: Any, message: str) -> None:
@@ -461,3 +463,17 @@ def test_backoff_far_past_the_cap_is_the_cap() -> None:
     backoff = Backoff(base=0.01, factor=2, cap=5)
     assert backoff.delay(2_000) == 5.0
     assert Backoff(base=1, factor=10.0, cap=3).delay(400) == 3.0
+
+
+def test_durations_may_be_timedeltas() -> None:
+    """Rust's ``Duration`` is Python's ``timedelta``: every time argument takes one."""
+    from combinators import each, first_success
+
+    slow = fake("slow", delay=5, value=1)
+    assert run_virtual(slow.timeout(timedelta(seconds=2)), 0) == (Failure(TimedOut("timeout", 2.0)), 2.0)
+    flaky = fake("flaky", delay=1, error="e").retry(5, backoff=Backoff(base=1, factor=1), deadline=timedelta(seconds=3))
+    assert run_virtual(flaky, 0)[1] == 3.0  # attempts start at 0 and 2; one at 4 would be past the deadline
+    paced = each(fake("x", delay=0, value=1).rate(1, per=timedelta(seconds=2)))
+    assert run_virtual(paced, [0, 0, 0])[1] == 4.0
+    hedged = first_success(fake("a", delay=5, value="a"), fake("b", delay=1, value="b"), hedge=timedelta(seconds=1))
+    assert run_virtual(hedged, 0) == (Success("b"), 2.0)
