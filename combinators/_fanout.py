@@ -472,7 +472,7 @@ def _each_runner(c: Compiler, node: Each[Any, Any, Any], env: Env, *, keep_going
                 # The input is pulled lazily, one element per free slot; a
                 # plain iterator is safe to share between tasks because
                 # next() never yields to trio.
-                if scope.cancel_called:  # a failure or a crash: start nothing more
+                if failure or crash:  # the scope is cancelled: start nothing more
                     return None
                 try:
                     item = next(items, _DONE)
@@ -570,6 +570,7 @@ def _compile_task_pool(c: Compiler, node: TaskPool[Any, Any, Any], env: Env) -> 
     async def run_task_pool(x: Any, path: str) -> Result[Any, Any]:
         outcomes: list[Result[Any, Any] | None] = [None] * n
         started = [False] * n
+        stopped: list[int] = []
         crash: list[BaseException] = []
         queue = iter(order)
 
@@ -577,7 +578,7 @@ def _compile_task_pool(c: Compiler, node: TaskPool[Any, Any, Any], env: Env) -> 
             scope = nursery.cancel_scope
 
             def take() -> tuple[int] | None:
-                if scope.cancel_called:
+                if stopped or crash:  # the scope is cancelled: start nothing more
                     return None
                 i = next(queue, None)
                 if i is None:
@@ -593,6 +594,7 @@ def _compile_task_pool(c: Compiler, node: TaskPool[Any, Any, Any], env: Env) -> 
                     return
                 outcomes[i] = result
                 if stop is not None and isinstance(result, stop):
+                    stopped.append(i)
                     scope.cancel()
 
             _start_pulling(nursery, None if width is None else min(width, n), take, one)
