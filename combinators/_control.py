@@ -19,7 +19,7 @@ Node paths (``p`` is the node's own path):
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, final, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar, final, overload
 
 import attrs
 import trio
@@ -350,15 +350,45 @@ def _compile_when(c: Compiler, node: When[Any, Any, Any], env: Env) -> Runner:
     return run_when
 
 
+_ATOMS: Final = (str, int, float, bool, bytes, type(None))
+
+
+def _parts(tree: Agent[Any, Any, Any]) -> Hashable:
+    """What ``tree`` is built from: its shape, its plain constants, every other payload by identity.
+
+    Two trees with equal keys are the same tree rebuilt (the canon keeps
+    the first, so the ids it holds stay alive and are not reused).
+    Constants compare by type and ``repr``: ``0.0`` and ``-0.0`` differ.
+    """
+    key: list[Hashable] = []
+    for node in tree.walk():
+        key.append(id(type(node)))
+        for field in attrs.fields(type(node)):
+            if field.name == "_hash":
+                continue
+            value = getattr(node, field.name)
+            if isinstance(value, Agent):
+                continue  # its own entry follows in the walk
+            if isinstance(value, tuple) and value and isinstance(value[0], Agent):
+                key.append(len(value))
+            elif type(value) in _ATOMS:
+                key.append((type(value), repr(value)))
+            else:
+                key.append(id(value))
+    return tuple(key)
+
+
 @compiles(Bind)
 def _compile_bind(c: Compiler, node: Bind[Any, Any, Any], env: Env) -> Runner:
     inner = c.compile(node.inner, env)
     seg = segments((node.inner,))[0]
     f, key = node.f, node.key
-    # Structurally equal agents built afresh by ``f`` share one compiled
+    # Agents that ``f`` builds afresh from the same parts share one compiled
     # runner (and so one set of limiters) for the run; the compiler's own
-    # memo is by identity.
-    canon: dict[Agent[Any, Any, Any], Agent[Any, Any, Any]] = {}
+    # memo is by identity.  "The same parts" is identity of every payload,
+    # not equality: succeed(Decimal("1.0")) and succeed(Decimal("1")) are
+    # equal, but must each give their own value.
+    canon: dict[Hashable, Agent[Any, Any, Any]] = {}
     c.per_run = True  # it compiles as it runs, into this run's compiler
 
     async def run_bind(x: Any, path: str) -> Result[Any, Any]:
@@ -368,9 +398,13 @@ def _compile_bind(c: Compiler, node: Bind[Any, Any, Any], env: Env) -> Runner:
         value = result._inner_value
         try:
             chosen = f(value)
-            label = key(value) if key is not None else None
         except Exception as exc:
             note_function(exc, "bind", f, path)
+            raise
+        try:
+            label = key(value) if key is not None else None
+        except Exception as exc:
+            note_function(exc, "key", key, path)
             raise
         if not isinstance(chosen, Agent):
             msg = (
@@ -378,7 +412,7 @@ def _compile_bind(c: Compiler, node: Bind[Any, Any, Any], env: Env) -> Runner:
                 f"{type(chosen).__name__} {chosen!r}; it must return an Agent"
             )
             raise AgentTypeError(msg)
-        chosen = canon.setdefault(chosen, chosen)
+        chosen = canon.setdefault(_parts(chosen), chosen)
         runner = c.compile(chosen, env)
         name = str(label if label is not None else chosen.name).replace("/", "_")
         return await runner(value, f"{path}/bind[{name}]")

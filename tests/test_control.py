@@ -643,3 +643,24 @@ def test_refine_loop_example_revises_and_gives_up(monkeypatch: pytest.MonkeyPatc
     assert any(line.startswith("MSFT  [1 round(s), 0.75s]") for line in lines)
     assert any(line.startswith("TSLA  [2 round(s), 1.05s] gave up after 2 rounds") for line in lines)
     assert "write_note/refine/loop/round-2/revision" in text
+
+
+def test_bind_never_shares_a_runner_between_equal_but_different_constants() -> None:
+    """bind shares one compile between agents rebuilt from the same parts, not between equal ones."""
+    from decimal import Decimal
+
+    from combinators import each, run_sync, succeed
+
+    def ident(s: str) -> str:
+        return s
+
+    def price(s: str) -> Agent[object, Decimal, Never]:
+        return succeed(Decimal(s))
+
+    def number(s: str) -> Agent[object, float, Never]:
+        return succeed(float(s))
+
+    got = run_sync(each(pure(ident).bind(price)), ["1.0", "1.00", "1"]).unwrap()
+    assert [str(d) for d in got] == ["1.0", "1.00", "1"]
+    signs = run_sync(each(pure(ident).bind(number)), ["0.0", "-0.0"]).unwrap()
+    assert [str(v) for v in signs] == ["0.0", "-0.0"]
