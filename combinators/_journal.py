@@ -30,9 +30,10 @@ import contextvars
 import hashlib
 import json
 import math
+import types
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar, get_args, get_origin, get_type_hints, runtime_checkable
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar, Union, get_args, get_origin, get_type_hints, runtime_checkable
 
 import attrs
 import cattrs
@@ -614,20 +615,48 @@ def _replay(converter: cattrs.Converter, record: _Record, info: _LeafInfo, path:
             f"was recorded as {_describe('leaf', record.name, record.version)} "
             f"and is now {_describe('leaf', info.name, info.version)}",
         )
-    data = json.loads(record.payload)
-    if record.ok:
+    value = _decode(converter, record.ok, record.payload, info)
+    return Success(value) if record.ok else Failure(value)
+
+
+def _decode(converter: cattrs.Converter, ok: bool, payload: str, info: _LeafInfo) -> Any:
+    """The value a record stands for, as its leaf declares it."""
+    data = json.loads(payload)
+    if ok:
         tp = info.out_type
     else:
         # Errors are stored with their class name, so a union of error
-        # classes with similar fields structures to the right member.
-        tp = info.err_type
+        # classes with similar fields structures to the right member, and a
+        # subclass of a declared class to that subclass.
         name, data = data["type"], data["value"]
-        for member in (*get_args(tp), tp):
-            if _type_name(get_origin(member) or member) == name:
-                tp = member
-                break
-    value = converter.structure(data, tp) if tp is not Any else data
-    return Success(value) if record.ok else Failure(value)
+        tp = _error_class(info.err_type, name)
+    return converter.structure(data, tp) if tp is not Any else data
+
+
+def _error_class(declared: Any, name: str) -> Any:
+    """The declared error type (a member, or a subclass of one) called ``name``."""
+    members = get_args(declared) if get_origin(declared) in (Union, types.UnionType) else (declared,)
+    stack = list(members)
+    while stack:
+        member = stack.pop(0)
+        cls = get_origin(member) or member
+        if _type_name(cls) == name:
+            return member
+        if isinstance(cls, type):
+            stack.extend(cls.__subclasses__())
+    return declared
+
+
+def _comes_back(converter: cattrs.Converter, ok: bool, payload: str, info: _LeafInfo, value: object) -> bool:
+    """Would a replay of ``payload`` give ``value`` back (same type, equal)?"""
+    try:
+        back = _decode(converter, ok, payload, info)
+    except Exception:
+        return False
+    try:
+        return type(back) is type(value) and bool(back == value)
+    except Exception:
+        return True  # no usable ==: nothing to compare, trust the converter
 
 
 def _report_replay(result: Result[Any, Any], path: str, kind: str) -> None:
@@ -690,6 +719,19 @@ def journal_layer(session: _Session, converter: cattrs.Converter, infos: dict[in
                 else:
                     session.release(key)
                     return result
+                if type(result._inner_value) not in _PLAIN and not _comes_back(
+                    converter, ok, payload, info, result._inner_value
+                ):
+                    # Refused now, not on every resume: the replay would
+                    # give another value (JSON keys are strings, arrays are
+                    # lists, a subclass the declared type cannot name).
+                    what = "output" if ok else "permanent error"
+                    msg = (
+                        f"journal: the {what} of leaf {path!r} ({type(result._inner_value).__name__} "
+                        f"{result._inner_value!r}) would not come back from the journal as itself; "
+                        f"declare a type the converter restores exactly"
+                    )
+                    raise TypeError(msg)
             except BaseException:
                 session.release(key)
                 raise

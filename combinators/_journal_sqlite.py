@@ -166,6 +166,9 @@ class _SqliteSession:
 
     async def finish(self, key: _Key, name: str, version: str | None, ok: bool, payload: str) -> _Record | None:
         await self.batcher.submit(Op("finish", key, (name, version, ok, payload)))
+        # Recorded: a later start of this leaf in the same run (a retry of
+        # an enclosing node) is answered from the journal, as on resume.
+        self._done[key] = _Record(name, version, ok, payload)
         return None
 
     def release(self, key: _Key) -> None:

@@ -179,7 +179,10 @@ async def _open(
         scope = nursery.cancel_scope
 
         async def worker(out: trio.MemorySendChannel[tuple[Any, Result[Any, Any]]]) -> None:
-            async with out:
+            # Closed with close(), not `async with`: aclose() is a checkpoint,
+            # and a Cancelled raised there would replace a KeyboardInterrupt
+            # on its way out.
+            try:
                 try:
                     while (got := await source.pull()) is not _DONE:
                         i, item = got
@@ -194,6 +197,8 @@ async def _open(
                         await out.send((key, result))
                 except Exception as exc:
                     keep_first_crash(crash, scope, exc)
+            finally:
+                out.close()
 
         workers = min(width, len(inputs)) if isinstance(inputs, Sized) else width
         for _ in range(workers):

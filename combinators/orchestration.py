@@ -645,11 +645,12 @@ class ParallelOrchestrator(Generic[_Agg]):
 
         def start(nursery: trio.Nursery, crash: list[BaseException]) -> None:
             async def drive() -> None:
-                async with send:
-                    try:
-                        await run(tree, None, observer=observer)
-                    except Exception as exc:
-                        keep_first_crash(crash, nursery.cancel_scope, exc)
+                try:
+                    await run(tree, None, observer=observer)
+                except Exception as exc:
+                    keep_first_crash(crash, nursery.cancel_scope, exc)
+                finally:
+                    send.close()  # not aclose(): no checkpoint to lose a KeyboardInterrupt in
 
             nursery.start_soon(drive)
 

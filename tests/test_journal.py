@@ -471,3 +471,28 @@ def test_example_runs(tmp_path: Path) -> None:
     )
     assert "first run interrupted" in out.stdout and "resumed" in out.stdout
     assert re.search(r"third run: same result, leaves run on resume: 0", out.stdout), out.stdout
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+async def test_a_leaf_recorded_earlier_in_the_run_is_answered_from_the_journal(backend: str, tmp_path: Path) -> None:
+    """A retry of an enclosing node does not run a recorded leaf again, on every backend."""
+    starts: list[tuple[str, int]] = []
+    fails = [True]
+
+    @agent
+    async def first(x: int) -> Result[int, str]:
+        ctx = current_leaf()
+        starts.append(("first", ctx.attempt if ctx else 0))
+        return Success(x + 1)
+
+    @agent
+    async def second(x: int) -> Result[int, str]:
+        ctx = current_leaf()
+        starts.append(("second", ctx.attempt if ctx else 0))
+        if fails.pop() if fails else False:
+            return Failure("transient")
+        return Success(x * 10)
+
+    journal = Journal.memory() if backend == "memory" else sqlite(tmp_path)
+    assert await run((first >> second).retry(2), 1, journal=journal, run_id="r") == Success(20)
+    assert starts == [("first", 1), ("second", 1), ("second", 2)]

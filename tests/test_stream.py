@@ -222,3 +222,24 @@ def test_memory_benchmark_runs_small() -> None:
     assert proc.returncode == 0, proc.stderr
     assert "20,000 outcomes of 20,000 inputs at max_concurrency=100" in proc.stdout
     assert "under the 150 MB bar" in proc.stdout
+
+
+class _Halt(BaseException):
+    """Not an Exception and not a cancellation, like KeyboardInterrupt."""
+
+
+def test_a_base_exception_from_an_agent_always_comes_out() -> None:
+    """Never swallowed by the cancellation that follows it (trio orders tasks randomly: repeat)."""
+
+    async def halt(x: int) -> Result[int, str]:
+        await trio.sleep(1)
+        raise _Halt(x)
+
+    async def main() -> None:
+        async with stream(agent(halt), [1, 2, 3], max_concurrency=2) as outcomes:
+            async for _ in outcomes:
+                pass
+
+    for _ in range(20):
+        with pytest.raises(_Halt):
+            trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
