@@ -39,6 +39,7 @@ import trio
 from returns.result import Success
 
 from ._expr import Agent, Leaf
+from ._journal import JournalMismatch
 from ._json import converter, error_message, json_data, type_name
 from ._mermaid import to_mermaid
 from ._observe import TERMINAL, Event, EventKind, Observer, Recorder, combine
@@ -284,6 +285,10 @@ def _run_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
                 result = trio.run(go)
         else:
             result = trio.run(go)
+    except JournalMismatch as exc:
+        # Found before anything ran: the journal holds another tree.
+        stderr.write(f"error: {exc}\n")
+        return EXIT_USAGE
     except Exception as exc:
         crashed = exc
     if args.trace is not None:

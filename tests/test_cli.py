@@ -168,6 +168,18 @@ def test_journal_makes_the_same_command_resume(tmp_path: Path) -> None:
     assert "--run-id" in missing.stderr
 
 
+def test_a_changed_tree_under_the_same_run_id_is_a_usage_error(tmp_path: Path) -> None:
+    journal = f"sqlite:{tmp_path / 'runs.db'}"
+    first = in_process("run", "tests.cli_agents:fan", "--input", "1", "--journal", journal, "--run-id", "x", "--no-progress")
+    assert first[0] == 0, first[2]
+    code, out, err = in_process(
+        "run", "tests.cli_agents:batch", "--input", "[1]", "--journal", journal, "--run-id", "x", "--no-progress"
+    )
+    assert code == 2
+    assert out == ""
+    assert "Traceback" not in err and "error:" in err and "fan" in err
+
+
 def in_process(*args: str) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     code = main(list(args), stdout=out, stderr=err)
