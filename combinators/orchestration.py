@@ -1122,6 +1122,7 @@ def _as_node_agent(name: str, node: object) -> Agent[Any, Any, Any]:
 
 
 @final
+@attrs.frozen(init=False)
 class HierarchicalOrchestrator:
     """A DAG of named nodes run as one :class:`combinators.Workflow`.
 
@@ -1139,6 +1140,11 @@ class HierarchicalOrchestrator:
     (``CycleError`` naming the whole cycle).
     """
 
+    max_concurrency: int | None
+    on_failure: Literal["continue", "cancel"]
+    _nodes: tuple[tuple[str, Agent[Any, Any, Any]], ...]
+    _deps: tuple[tuple[str, str], ...]
+
     def __init__(
         self,
         *,
@@ -1148,10 +1154,7 @@ class HierarchicalOrchestrator:
         if on_failure not in ("continue", "cancel"):
             msg = f"HierarchicalOrchestrator: on_failure must be 'continue' or 'cancel', got {on_failure!r}"
             raise BuildError(msg)
-        self.max_concurrency = _width(max_concurrency, "HierarchicalOrchestrator")
-        self.on_failure: Literal["continue", "cancel"] = on_failure
-        self._nodes: tuple[tuple[str, Agent[Any, Any, Any]], ...] = ()
-        self._deps: tuple[tuple[str, str], ...] = ()
+        self.__attrs_init__(_width(max_concurrency, "HierarchicalOrchestrator"), on_failure, (), ())
 
     def _evolve(
         self,
@@ -1159,8 +1162,8 @@ class HierarchicalOrchestrator:
         deps: tuple[tuple[str, str], ...],
         max_concurrency: int | None,
     ) -> HierarchicalOrchestrator:
-        new = HierarchicalOrchestrator(max_concurrency=max_concurrency, on_failure=self.on_failure)
-        new._nodes, new._deps = nodes, deps
+        new = object.__new__(HierarchicalOrchestrator)
+        new.__attrs_init__(max_concurrency, self.on_failure, nodes, deps)
         return new
 
     @property

@@ -905,3 +905,16 @@ def test_reference_lists_every_public_name() -> None:
     listed = set(re.findall(r"^\| `([A-Za-z_]+)", text, re.M))
     missing = sorted((set(combinators.__all__) | set(combinators.orchestration.__all__)) - listed)
     assert not missing, f"docs/reference.md lacks: {missing}"
+
+
+def test_every_orchestrator_is_immutable() -> None:
+    import attrs
+
+    h = HierarchicalOrchestrator(max_concurrency=2)
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        h.max_concurrency = 7  # type: ignore[misc]
+    grown = h.add_node("a", pure(abs))
+    assert grown is not h and h == HierarchicalOrchestrator(max_concurrency=2)
+    p = ParallelOrchestrator()
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        p.max_concurrency = 3  # type: ignore[misc]
