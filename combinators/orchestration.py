@@ -976,6 +976,13 @@ class SequentialOrchestrator(Generic[_Flag]):
         stop_on_error: bool = True,
         continue_on_failure: Literal[True],
     ) -> None: ...
+    @overload
+    def __init__(
+        self: SequentialOrchestrator[bool],
+        *,
+        stop_on_error: bool = True,
+        continue_on_failure: bool,
+    ) -> None: ...
     def __init__(self, *, stop_on_error: bool = True, continue_on_failure: bool = False) -> None:
         _check_flags(stop_on_error, continue_on_failure, "SequentialOrchestrator")
         self.__attrs_init__(bool(stop_on_error), bool(continue_on_failure))
@@ -995,6 +1002,8 @@ class SequentialOrchestrator(Generic[_Flag]):
     def continuing_on_failure(self, flag: Literal[True] = True) -> SequentialOrchestrator[Literal[True]]: ...
     @overload
     def continuing_on_failure(self, flag: Literal[False]) -> SequentialOrchestrator[Literal[False]]: ...
+    @overload
+    def continuing_on_failure(self, flag: bool) -> SequentialOrchestrator[bool]: ...
     def continuing_on_failure(self, flag: bool = True) -> SequentialOrchestrator[Any]:
         """The same orchestrator with ``continue_on_failure=flag``; the reference's ``continue_on_failure(...)``."""
         new: SequentialOrchestrator[Any] = self._unchecked(self.stop_on_error, flag)
@@ -1006,6 +1015,10 @@ class SequentialOrchestrator(Generic[_Flag]):
     def tree(
         self: SequentialOrchestrator[Literal[True]], chain: AgentChain[_I, _O, _E]
     ) -> Agent[_I, ChainOutcome[_O, _E], Never]: ...
+    @overload
+    def tree(
+        self: SequentialOrchestrator[bool], chain: AgentChain[_I, _O, _E]
+    ) -> Agent[_I, _O | ChainOutcome[_O, _E], _E]: ...
     def tree(self, chain: AgentChain[Any, Any, Any]) -> Agent[Any, Any, Any]:
         """The agent ``execute`` runs for ``chain``.
 
@@ -1045,6 +1058,14 @@ class SequentialOrchestrator(Generic[_Flag]):
         *,
         observer: Observer | None = None,
     ) -> ChainOutcome[_O, _E]: ...
+    @overload
+    async def execute(
+        self: SequentialOrchestrator[bool],
+        chain: AgentChain[_I, _O, _E],
+        input: _I,
+        *,
+        observer: Observer | None = None,
+    ) -> Result[_O, _E] | ChainOutcome[_O, _E]: ...
     async def execute(self, chain: AgentChain[Any, Any, Any], input: Any, *, observer: Observer | None = None) -> Any:
         """``run(self.tree(chain), input)``: the chain's ``Result``, or a :class:`ChainOutcome`."""
         result = await run(self._tree(chain, "SequentialOrchestrator.execute()"), input, observer=observer)
