@@ -59,4 +59,6 @@ class open_nursery:  # noqa: N801 - used like trio.open_nursery
             leaves = _leaves(group)
             if not leaves or any(isinstance(e, trio.Cancelled) for e in leaves):
                 raise
-            raise leaves[0] from None
+            first = leaves[0]
+        # Raised outside the handler, so it keeps its own cause and context.
+        raise first

@@ -19,9 +19,9 @@ from typing import Any, Final
 
 from returns.result import Failure, Result, Success
 
-from ._expr import Agent, Fallback, Leaf, LeafMode, MapError, Recover, Then, Transform, _fn_name
+from ._expr import Agent, Fallback, Leaf, LeafMode, MapError, Recover, Then, Transform, _fn_name, node_cache
 from ._notes import not_a_result, note_function, note_node
-from ._plan import Compiler, Env, IdentityCache, compiles, segments
+from ._plan import Compiler, Env, compiles, segments
 from ._types import Runner
 
 _CALL: Final = 0  # a compiled runner
@@ -35,12 +35,9 @@ _HANDLERS: Final = frozenset({_MAP_ERROR, _RECOVER, _FALLBACK})
 _CHAIN_KINDS: Final = (Then, Transform, MapError, Recover, Fallback)
 _OP_NAMES: Final = {_MAP: "transform", _MAP_ERROR: "map_error", _RECOVER: "recover"}
 
-#: Flattened step lists and their path segments, per tree node (trees are
-#: immutable, so these never go stale).
-_FLAT: IdentityCache[Agent[Any, Any, Any], tuple[tuple[int, Any], ...]] = IdentityCache()
-_SEGMENTS: IdentityCache[Agent[Any, Any, Any], tuple[str, ...]] = IdentityCache()
-#: Whole runners for chains made only of inlined steps, compiled once per tree.
-_PLAIN: IdentityCache[Agent[Any, Any, Any], Runner] = IdentityCache()
+# Flattened step lists, their path segments and the runners of chains made
+# only of inlined steps are kept on the chain's root node (``node_cache``):
+# trees are immutable, so they never go stale, and they go with the node.
 
 
 def _is_chain(node: Agent[Any, Any, Any], root: Agent[Any, Any, Any]) -> bool:
@@ -82,7 +79,8 @@ class _Right:
 
 def flatten(root: Agent[Any, Any, Any]) -> tuple[tuple[int, Any], ...]:
     """The chain under ``root`` as ``(op, payload)`` steps, left to right."""
-    cached = _FLAT.get(root)
+    cache = node_cache(root)
+    cached: tuple[tuple[int, Any], ...] | None = cache.get("flat")
     if cached is not None:
         return cached
     holds_handler = _handler_map(root)
@@ -121,7 +119,7 @@ def flatten(root: Agent[Any, Any, Any]) -> tuple[tuple[int, Any], ...]:
                 stack.append((_FALLBACK, backup))
                 stack.append(primary)
     flat = tuple(out)
-    _FLAT[root] = flat
+    cache["flat"] = flat
     return flat
 
 
@@ -141,15 +139,16 @@ def _inlinable(c: Compiler, node: Agent[Any, Any, Any], env: Env) -> int | None:
 def compile_chain(c: Compiler, root: Agent[Any, Any, Any], env: Env) -> Runner:
     """The runner for a flattened chain (see the module docs)."""
     plain = not c.observed and not c.leaf_layers and env == _PLAIN_ENV
+    cache = node_cache(root)
     if plain:
-        cached = _PLAIN.get(root)
+        cached: Runner | None = cache.get("plain")
         if cached is not None:
             return cached
     flat = flatten(root)
-    all_segs = _SEGMENTS.get(root)
+    all_segs: tuple[str, ...] | None = cache.get("segments")
     if all_segs is None:
         all_segs = segments(tuple(p for op, p in flat if op in (_CALL, _FALLBACK)))
-        _SEGMENTS[root] = all_segs
+        cache["segments"] = all_segs
     segs = iter(all_segs)
     ops: list[tuple[int, Any, str]] = []
     for op, payload in flat:
@@ -168,7 +167,7 @@ def compile_chain(c: Compiler, root: Agent[Any, Any, Any], env: Env) -> Runner:
     if all(op in (_AGENT, _PURE, _MAP) for op, _, _ in steps):
         runner = _straight(steps)
         if plain:
-            _PLAIN[root] = runner
+            cache["plain"] = runner
         return runner
     n = len(steps)
     # next_handler[i]: index of the first handler at or after i (n if none),

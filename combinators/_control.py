@@ -354,28 +354,38 @@ _ATOMS: Final = (str, int, float, bool, bytes, type(None))
 
 
 def _parts(tree: Agent[Any, Any, Any]) -> Hashable:
-    """What ``tree`` is built from: its shape, its plain constants, every other payload by identity.
+    """What ``tree`` is built from: its shape, its values, every other payload by identity.
 
     Two trees with equal keys are the same tree rebuilt (the canon keeps
     the first, so the ids it holds stay alive and are not reused).
-    Constants compare by type and ``repr``: ``0.0`` and ``-0.0`` differ.
     """
     key: list[Hashable] = []
     for node in tree.walk():
         key.append(id(type(node)))
         for field in attrs.fields(type(node)):
-            if field.name == "_hash":
+            if field.name in ("_hash", "_cache"):
                 continue
             value = getattr(node, field.name)
             if isinstance(value, Agent):
                 continue  # its own entry follows in the walk
             if isinstance(value, tuple) and value and isinstance(value[0], Agent):
                 key.append(len(value))
-            elif type(value) in _ATOMS:
-                key.append((type(value), repr(value)))
             else:
-                key.append(id(value))
+                key.append(_value_key(value))
     return tuple(key)
+
+
+def _value_key(value: object) -> Hashable:
+    """Plain constants by type and ``repr`` (``0.0`` is not ``-0.0``), tuples and
+    attrs instances (a ``Backoff``) by their parts, anything else by identity."""
+    if type(value) in _ATOMS:
+        return (id(type(value)), repr(value))
+    if type(value) is tuple:
+        return (id(tuple), tuple(_value_key(v) for v in value))
+    if attrs.has(type(value)):
+        fields = attrs.fields(type(value))  # type: ignore[arg-type]  # attrs.has() said so
+        return (id(type(value)), tuple(_value_key(getattr(value, f.name)) for f in fields))
+    return id(value)
 
 
 @compiles(Bind)
@@ -389,6 +399,7 @@ def _compile_bind(c: Compiler, node: Bind[Any, Any, Any], env: Env) -> Runner:
     # not equality: succeed(Decimal("1.0")) and succeed(Decimal("1")) are
     # equal, but must each give their own value.
     canon: dict[Hashable, Agent[Any, Any, Any]] = {}
+    last: list[Any] = [None, None]  # the agent f gave last, and its canonical one
     c.per_run = True  # it compiles as it runs, into this run's compiler
 
     async def run_bind(x: Any, path: str) -> Result[Any, Any]:
@@ -412,7 +423,12 @@ def _compile_bind(c: Compiler, node: Bind[Any, Any, Any], env: Env) -> Runner:
                 f"{type(chosen).__name__} {chosen!r}; it must return an Agent"
             )
             raise AgentTypeError(msg)
-        chosen = canon.setdefault(_parts(chosen), chosen)
+        if chosen is last[0]:
+            chosen = last[1]  # f gave the same object again: no walk
+        else:
+            canonical = canon.setdefault(_parts(chosen), chosen)
+            last[:] = [chosen, canonical]
+            chosen = canonical
         runner = c.compile(chosen, env)
         name = str(label if label is not None else chosen.name).replace("/", "_")
         return await runner(value, f"{path}/bind[{name}]")

@@ -19,6 +19,7 @@ from typing import (
     TYPE_CHECKING,
     Any,
     ClassVar,
+    Final,
     Generic,
     Never,
     TypeVar,
@@ -85,10 +86,23 @@ def _seconds(value: object, where: str, what: str) -> float:
     return float(value)
 
 
+#: Fields that are bookkeeping, not what a node is made of.
+_NOT_PARTS: Final = frozenset({"_hash", "_cache"})
+
+
+def node_cache(node: Agent[Any, Any, Any]) -> dict[str, Any]:
+    """The interpreter's cache for ``node`` itself (see ``Agent._cache``)."""
+    cache = node._cache
+    if cache is None:
+        cache = {}
+        object.__setattr__(node, "_cache", cache)
+    return cache
+
+
 def _structural_hash(node: Agent[Any, Any, Any]) -> int:
     parts: list[object] = [type(node).__qualname__]
     for field in attrs.fields(type(node)):
-        if field.name == "_hash":
+        if field.name in _NOT_PARTS:
             continue
         value = getattr(node, field.name)
         if isinstance(value, Agent):
@@ -123,6 +137,11 @@ class Agent(Generic[_In_contra, _Out_co, _Err_co]):
 
     label: str | None = attrs.field(default=None, kw_only=True)
     _hash: int = attrs.field(init=False, default=0)
+    #: What the interpreter derived from this very node (its plans, its
+    #: flattened steps), kept on the node so that it goes with the node —
+    #: also when a leaf function refers back to its own tree, a cycle the
+    #: garbage collector frees.  Not part of equality, hash or repr.
+    _cache: dict[str, Any] | None = attrs.field(init=False, default=None)
 
     #: What a node is called when it has no label (subclasses override).
     kind: ClassVar[str] = "agent"
@@ -165,6 +184,8 @@ class Agent(Generic[_In_contra, _Out_co, _Err_co]):
             if type(left) is not type(right) or left._hash != right._hash:
                 return False
             for field in attrs.fields(type(left)):
+                if field.name in _NOT_PARTS:
+                    continue
                 a, b = getattr(left, field.name), getattr(right, field.name)
                 if isinstance(a, Agent) and isinstance(b, Agent):
                     stack.append((a, b))

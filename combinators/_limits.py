@@ -9,9 +9,10 @@ wake-up is lost; a waiter that is cancelled simply leaves the queue.
 scheduling round in an arbitrary order, so "first come" among requests made
 at the same trio instant is trio's order.  When the leaves sharing a limiter
 have different priorities (the compiler tells it, :meth:`note`), the first
-request to find a slot free does not take it at once: it lets the round
-finish, so every request of that instant is queued, and then hands the free
-slots out by priority.  A limiter whose leaves all share one priority keeps
+request to find a slot free does not take it at once: it lets the current
+scheduling round finish, so every request made in that round is queued,
+and then hands the free slots out by priority.  (A request that comes a
+round later — a leaf one nursery deeper — queues behind the ones admitted.)  A limiter whose leaves all share one priority keeps
 the direct path and pays nothing for this.
 
 **Aging** keeps low priorities from starving: a waiter gains one priority
@@ -101,7 +102,14 @@ class PriorityLimiter:
         if gathered:
             self._admit_while_free()
             if not waiter.active:
-                return  # admitted: it holds a slot
+                # Admitted; but a cancel that came during the shielded round
+                # must not run the leaf: give the slot on and leave.
+                try:
+                    await trio.lowlevel.checkpoint_if_cancelled()
+                except BaseException:
+                    self.release()
+                    raise
+                return
 
         def abort(_: Callable[[], Any]) -> trio.lowlevel.Abort:
             waiter.active = False

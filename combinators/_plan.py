@@ -14,9 +14,8 @@ reused for every later run of the same tree.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
@@ -27,8 +26,6 @@ if TYPE_CHECKING:
     from ._limits import PriorityLimiter, StartWindow
 
 _N = TypeVar("_N", bound=Agent[Any, Any, Any])
-_K = TypeVar("_K")
-_V = TypeVar("_V")
 
 CompileFn = Callable[["Compiler", Any, "Env"], Runner]
 #: Wraps a compiled leaf runner (journal, executors): (compiler, leaf, env, runner) -> runner.
@@ -112,37 +109,3 @@ def segments(children: tuple[Agent[Any, Any, Any], ...]) -> tuple[str, ...]:
     for n in names:
         seen[n] = seen.get(n, 0) + 1
     return tuple(f"/{n}[{i}]" if seen[n] > 1 else f"/{n}" for i, n in enumerate(names))
-
-
-class IdentityCache(Generic[_K, _V]):
-    """Values cached per object, by identity; an entry goes when its object does.
-
-    Trees compare by structure, and ``succeed(1) == succeed(True)`` as
-    ``1 == True``; but what is cached from a tree (its plan, its flattened
-    steps) captures what that very tree does, so it must never be found
-    through an equal tree.  Hence identity, not a ``WeakKeyDictionary``.
-    """
-
-    def __init__(self) -> None:
-        self._entries: dict[int, tuple[weakref.ref[_K], _V]] = {}
-
-    def get(self, key: _K) -> _V | None:
-        """The value cached for ``key`` itself, or None."""
-        entry = self._entries.get(id(key))
-        if entry is not None and entry[0]() is key:
-            return entry[1]
-        return None
-
-    def __setitem__(self, key: _K, value: _V) -> None:
-        ident = id(key)
-        entries = self._entries
-
-        def forget(ref: weakref.ref[_K]) -> None:
-            entry = entries.get(ident)
-            if entry is not None and entry[0] is ref:
-                del entries[ident]
-
-        entries[ident] = (weakref.ref(key, forget), value)
-
-    def __len__(self) -> int:
-        return len(self._entries)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import random
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import attrs
 import trio
@@ -38,6 +38,7 @@ from ._expr import (
     Rate,
     Retry,
     Timeout,
+    node_cache,
 )
 from . import _chain as _chain  # registers the sequence rules
 from ._limits import PriorityLimiter, StartWindow
@@ -57,7 +58,7 @@ from ._observe import (
     observed,
     observing,
 )
-from ._plan import Compiler, Env, IdentityCache, LeafLayer, compiles, segments
+from ._plan import Compiler, Env, LeafLayer, compiles, segments
 from ._types import Runner
 
 if TYPE_CHECKING:
@@ -153,24 +154,20 @@ def compile_tree(
         raise ValueError(msg)
     observed = observer is not None
     reusable = max_concurrency is None and not leaf_layers
-    cache = _PLANS[observed]
-    plan = cache.get(agent) if reusable else None
+    slot = _PLAN_KEYS[observed]
+    plan: Runner | None = agent._cache.get(slot) if reusable and agent._cache is not None else None
     if plan is None:
         env = Env(limiters=(PriorityLimiter(max_concurrency),) if max_concurrency else ())
         compiler = Compiler(observed=observed, leaf_layers=leaf_layers)
         plan = compiler.compile(agent, env)
         if reusable and not compiler.per_run:
-            cache[agent] = plan
+            node_cache(agent)[slot] = plan
     return plan if observer is None else observing(observer, plan)
 
 
-#: Plans that hold no per-run state, per tree object: unobserved, observed.
-#: Trees are immutable, so a plan never goes stale; runners never refer to
-#: the tree's root node, so an entry goes when its tree does.
-_PLANS: tuple[IdentityCache[Agent[Any, Any, Any], Runner], IdentityCache[Agent[Any, Any, Any], Runner]] = (
-    IdentityCache(),
-    IdentityCache(),
-)
+#: Where a tree keeps its plans that hold no per-run state (on the tree
+#: itself: ``node_cache``), unobserved and observed.
+_PLAN_KEYS: Final = ("plan", "observed plan")
 
 
 # --------------------------------------------------------------------------

@@ -664,3 +664,20 @@ def test_bind_never_shares_a_runner_between_equal_but_different_constants() -> N
     assert [str(d) for d in got] == ["1.0", "1.00", "1"]
     signs = run_sync(each(pure(ident).bind(number)), ["0.0", "-0.0"]).unwrap()
     assert [str(v) for v in signs] == ["0.0", "-0.0"]
+
+
+def test_bind_shares_one_limiter_between_agents_rebuilt_from_equal_parts() -> None:
+    """``f`` building ``work.retry(1).limit(1)`` afresh each time (a new Backoff each time) still shares the limit."""
+    from combinators import each, run_sync
+    from combinators.testing import fake, run_virtual
+
+    work = fake("work", delay=1, value=1)
+
+    def ident(x: int) -> int:
+        return x
+
+    tree = each(pure(ident).bind(lambda v: work.retry(1).limit(1)))
+    result, elapsed = run_virtual(tree, [1, 2, 3, 4])
+    assert result == Success([1, 1, 1, 1])
+    assert elapsed == 4.0  # one at a time: the four rebuilt limits are one
+    assert run_sync(each(pure(ident)), [1]) == Success([1])

@@ -477,3 +477,17 @@ def test_a_vote_key_that_raises_is_named() -> None:
     with pytest.raises(ValueError, match="no key") as caught:
         run_virtual(vote(fake("a", value=1), fake("b", value=1), key=bad_key), 0)
     assert caught.value.__notes__ == ["combinators: raised by the key function 'bad_key' of node 'vote'"]
+
+
+def test_a_base_exception_from_a_branch_keeps_its_cause() -> None:
+    def halt_with_cause(x: object) -> object:
+        table: dict[str, int] = {}
+        try:
+            table["missing"]
+        except KeyError as exc:
+            raise _Halt(x) from exc
+        return x
+
+    with pytest.raises(_Halt) as caught:
+        run_virtual(pure(halt_with_cause) | fake("slow", delay=1, value=0), 0)
+    assert isinstance(caught.value.__cause__, KeyError)

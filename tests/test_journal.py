@@ -496,3 +496,22 @@ async def test_a_leaf_recorded_earlier_in_the_run_is_answered_from_the_journal(b
     journal = Journal.memory() if backend == "memory" else sqlite(tmp_path)
     assert await run((first >> second).retry(2), 1, journal=journal, run_id="r") == Success(20)
     assert starts == [("first", 1), ("second", 1), ("second", 2)]
+
+
+@attrs.define(eq=False)
+class _Doc:
+    text: str
+
+
+async def test_outputs_compared_by_identity_are_still_recorded() -> None:
+    """No == to check with: the converter restores the class, so it is recorded and replayed."""
+
+    @agent
+    async def write(x: int) -> Result[_Doc, str]:
+        return Success(_Doc(f"doc {x}"))
+
+    journal = Journal.memory()
+    first = await run(write, 1, journal=journal, run_id="d")
+    again = await run(write, 1, journal=journal, run_id="d")
+    assert isinstance(first.unwrap(), _Doc) and isinstance(again.unwrap(), _Doc)
+    assert again.unwrap().text == "doc 1"

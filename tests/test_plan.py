@@ -222,3 +222,24 @@ def test_bind_keeps_equal_looking_choices_apart() -> None:
     choose = pure(ident).bind(pick)
     values = run_sync(each(choose), [1, 0, 1]).unwrap()
     assert [type(v) for v in values] == [int, bool, int]
+
+
+def test_a_tree_whose_leaf_refers_back_to_it_is_still_freed() -> None:
+    """Plans live on the tree: a bound-method leaf on an object holding the tree is a plain cycle."""
+
+    class Bot:
+        def __init__(self) -> None:
+            self.tree = (agent(self.think) | agent(self.think)).named("bot")
+
+        async def think(self, x: int) -> Success[int]:
+            return Success(x)
+
+    refs = []
+    for _ in range(20):
+        bot = Bot()
+        run_virtual(bot.tree, 1)
+        run_virtual(bot.tree, 1, observer=Recorder())
+        refs.append(weakref.ref(bot))
+    del bot
+    gc.collect()
+    assert [r() for r in refs] == [None] * 20

@@ -477,3 +477,28 @@ def test_durations_may_be_timedeltas() -> None:
     assert run_virtual(paced, [0, 0, 0])[1] == 4.0
     hedged = first_success(fake("a", delay=5, value="a"), fake("b", delay=1, value="b"), hedge=timedelta(seconds=1))
     assert run_virtual(hedged, 0) == (Success("b"), 2.0)
+
+
+async def test_a_request_cancelled_while_gathering_takes_no_slot() -> None:
+    """A cancel that lands in the round the gatherer waits through must not let the leaf run."""
+    for _ in range(20):  # trio orders the two tasks randomly; about half hit the window
+        limiter = PriorityLimiter(1)
+        limiter.note(Priority.LOW)
+        limiter.note(Priority.HIGH)
+        ran: list[str] = []
+        scope = trio.CancelScope()
+
+        async def asker() -> None:
+            with scope:
+                await limiter.acquire(Priority.HIGH)
+                ran.append("ran")
+                limiter.release()
+
+        async def canceller() -> None:
+            scope.cancel()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(asker)
+            nursery.start_soon(canceller)
+        assert ran == []
+        assert limiter.borrowed == 0 and limiter.waiting == 0
