@@ -596,14 +596,6 @@ def _encode(converter: cattrs.Converter, value: object, tp: Any, path: str, what
     except Exception as exc:
         msg = f"journal: cannot store the {what} of leaf {path!r} ({type(value).__name__} {value!r}): {exc}"
         raise TypeError(msg) from exc
-    if (tp is Any or tp is object) and type(value) not in _PLAIN and json.loads(text) != value:
-        # Undeclared (or ``object``) type: the replay would be plain JSON, and
-        # this value (a tuple, an attrs instance, ...) would not come back equal.
-        msg = (
-            f"journal: leaf {path!r} has no declared {what} type and its {type(value).__name__} value "
-            f"would not come back from JSON as itself; annotate the function's return type"
-        )
-        raise TypeError(msg)
     return text
 
 
@@ -645,6 +637,22 @@ def _error_class(declared: Any, name: str) -> Any:
         if isinstance(cls, type) and cls is not type:
             stack.extend(cls.__subclasses__())
     return declared
+
+
+def _not_restorable(path: str, ok: bool, info: _LeafInfo, value: object) -> TypeError:
+    """The error for a value a replay would not give back as itself."""
+    what = "output" if ok else "permanent error"
+    declared = info.out_type if ok else info.err_type
+    if declared is Any or declared is object:
+        # Undeclared (or ``object``): the replay would be its plain JSON form.
+        return TypeError(
+            f"journal: leaf {path!r} has no declared {what} type and its {type(value).__name__} value "
+            f"would not come back from JSON as itself; annotate the function's return type"
+        )
+    return TypeError(
+        f"journal: the {what} of leaf {path!r} ({type(value).__name__} {value!r}) would not come back "
+        f"from the journal as itself; declare a type the converter restores exactly"
+    )
 
 
 def _comes_back(converter: cattrs.Converter, ok: bool, payload: str, info: _LeafInfo, value: object) -> bool:
@@ -723,19 +731,12 @@ def journal_layer(session: _Session, converter: cattrs.Converter, infos: dict[in
                 else:
                     session.release(key)
                     return result
-                if type(result._inner_value) not in _PLAIN and not _comes_back(
-                    converter, ok, payload, info, result._inner_value
-                ):
+                value = result._inner_value
+                if type(value) not in _PLAIN and not _comes_back(converter, ok, payload, info, value):
                     # Refused now, not on every resume: the replay would
                     # give another value (JSON keys are strings, arrays are
                     # lists, a subclass the declared type cannot name).
-                    what = "output" if ok else "permanent error"
-                    msg = (
-                        f"journal: the {what} of leaf {path!r} ({type(result._inner_value).__name__} "
-                        f"{result._inner_value!r}) would not come back from the journal as itself; "
-                        f"declare a type the converter restores exactly"
-                    )
-                    raise TypeError(msg)
+                    raise _not_restorable(path, ok, info, value)
             except BaseException:
                 session.release(key)
                 raise

@@ -125,12 +125,8 @@ class PriorityLimiter:
             waiter = self._next_waiter()
             if waiter is None:
                 return
-            waiter.active = False
-            self.waiting -= 1
             self.borrowed += 1
-            self.admissions += 1
-            if waiter.task is not me:
-                trio.lowlevel.reschedule(waiter.task)
+            self._admit(waiter, wake=waiter.task is not me)
 
     def release(self) -> None:
         """Give the slot back, or hand it to the next waiter."""
@@ -138,10 +134,15 @@ class PriorityLimiter:
         if waiter is None:
             self.borrowed -= 1
             return
+        self._admit(waiter, wake=True)
+
+    def _admit(self, waiter: _Waiter, *, wake: bool) -> None:
+        """``waiter`` has a slot (already counted): take it off the queue and wake it."""
         waiter.active = False
         self.waiting -= 1
         self.admissions += 1
-        trio.lowlevel.reschedule(waiter.task)
+        if wake:
+            trio.lowlevel.reschedule(waiter.task)
 
     def _next_waiter(self) -> _Waiter | None:
         best: _Waiter | None = None

@@ -155,7 +155,7 @@ def compile_tree(
     observed = observer is not None
     reusable = max_concurrency is None and not leaf_layers
     slot = _PLAN_KEYS[observed]
-    plan: Runner | None = agent._cache.get(slot) if reusable and agent._cache is not None else None
+    plan: Runner | None = node_cache(agent).get(slot) if reusable else None
     if plan is None:
         env = Env(limiters=(PriorityLimiter(max_concurrency),) if max_concurrency else ())
         compiler = Compiler(observed=observed, leaf_layers=leaf_layers)

@@ -75,6 +75,7 @@ from returns.result import Failure, Result, Success
 from ._cancel import keep_first_crash
 from ._exceptions import AgentTypeError, AllFailed, BuildError, CycleError, NoMajority, TimedOut
 from ._expr import Agent, Priority, _check_name, _require_agent, agent, pure, succeed
+from ._expr import _seconds as _positive_seconds
 from ._fanout import Confident, HasConfidence, Stop as _Stop, TaskPool, average_confidence, collect, first_success, vote
 from ._run import run
 from ._stream import serve
@@ -134,19 +135,7 @@ _TaskOutcomes: TypeAlias = dict[str, Result[Any, Any]]
 
 def _seconds(value: object, where: str) -> float | None:
     """A timeout in seconds (``None`` stays ``None``); refuses what is not a positive duration."""
-    if value is None:
-        return None
-    if isinstance(value, timedelta):
-        seconds = value.total_seconds()
-    elif isinstance(value, bool) or not isinstance(value, int | float):
-        msg = f"{where}: timeout must be a number of seconds or a timedelta > 0, or None; got {value!r}"
-        raise BuildError(msg)
-    else:
-        seconds = float(value)
-    if not seconds > 0:
-        msg = f"{where}: timeout must be a number of seconds or a timedelta > 0, or None; got {value!r}"
-        raise BuildError(msg)
-    return seconds
+    return None if value is None else _positive_seconds(value, where, "timeout")
 
 
 def _width(value: object, where: str) -> int | None:
