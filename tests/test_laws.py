@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from returns.result import Failure, Result, Success
 
-from combinators import Agent, TimedOut, fail, pure, succeed
+from combinators import Agent, Parallel, TimedOut, fail, pure, succeed
 from combinators.testing import agent_trees, run_virtual
 
 trees = agent_trees(max_leaves=6)
@@ -86,6 +86,11 @@ def shape(value: Any) -> Any:
     return value
 
 
+def one_value(tree: Agent[Any, Any, Any]) -> Agent[Any, Any, Any]:
+    """``tree``, or a group as one operand (``transform`` stops the flattening)."""
+    return tree.transform(lambda v: v) if isinstance(tree, Parallel) else tree
+
+
 def flatten_right(value: tuple[Any, tuple[Any, Any]]) -> tuple[Any, Any, Any]:
     a, (b, c) = value
     return a, b, c
@@ -115,6 +120,9 @@ def test_pure_identity_is_the_unit_of_then(a: Agent[Any, Any, Any], x: int) -> N
 def test_parallel_is_associative_up_to_flattening(
     a: Agent[Any, Any, Any], b: Agent[Any, Any, Any], c: Agent[Any, Any, Any], x: int
 ) -> None:
+    # The law is about three operands; an operand that is itself a group
+    # would flatten into its neighbours, so make each one value.
+    a, b, c = (one_value(t) for t in (a, b, c))
     flat = a | b | c
     # A group on the left flattens by itself: (a | b) | c is a | b | c.
     same((a | b) | c, flat, x)
@@ -161,7 +169,7 @@ def test_transform_identity_and_recover_laws(a: Agent[Any, Any, Any], x: int) ->
     assert isinstance(recovered, Success)
     assert elapsed == alone[1]
     if isinstance(alone[0], Success):
-        assert recovered == alone[0]
+        assert where_free(recovered) == where_free(alone[0])
     else:
         assert recovered.unwrap()[0] == "recovered"
 
