@@ -20,6 +20,7 @@ from returns.result import Failure, Result
 
 from ._exceptions import TimedOut
 from ._expr import Agent
+from ._notes import note_function
 from ._types import Runner
 
 
@@ -149,10 +150,23 @@ def clock_reader() -> Callable[[], float]:
 
 
 def observing(observer: Observer, plan: Runner) -> Runner:
-    """The root of one observed run: ``plan`` with ``observer`` as the run's sink."""
+    """The root of one observed run: ``plan`` with ``observer`` as the run's sink.
+
+    An exception the observer raises propagates as itself, noted as the
+    observer's and with the path of the event it was given.
+    """
+
+    def guarded(event: Event) -> None:
+        # An exception from the observer is a bug in it, not in the node the
+        # event is about: say so (the node's own note then is not added).
+        try:
+            observer(event)
+        except Exception as exc:
+            note_function(exc, "observer", observer, event.path)
+            raise
 
     async def run_observing(x: Any, path: str) -> Result[Any, Any]:
-        token = SINK.set((observer, clock_reader()))
+        token = SINK.set((guarded, clock_reader()))
         try:
             return await plan(x, path)
         finally:

@@ -38,11 +38,13 @@ from ._expr import (
     Rate,
     Retry,
     Timeout,
+    _fn_name,
+    _show,
     node_cache,
 )
 from . import _chain as _chain  # registers the sequence rules
-from ._limits import PriorityLimiter, StartWindow
-from ._notes import not_a_result, note_node
+from ._limits import PriorityLimiter, StartWindow, as_weight
+from ._notes import not_a_result, note_function, note_node
 from ._observe import (
     ATTEMPT,
     CANCELLED,
@@ -355,11 +357,28 @@ def _limited(runner: Runner, limiters: tuple[PriorityLimiter, ...], priority: An
 
 def _rated(runner: Runner, windows: tuple[tuple[StartWindow, Callable[[Any], float] | None], ...]) -> Runner:
     async def run_rated(x: Any, path: str) -> Result[Any, Any]:
-        for window, weight in windows:
-            await window.take(1.0 if weight is None else float(weight(x)))
+        for window, weigh in windows:
+            await window.take(1.0 if weigh is None else _weight_of(window, weigh, x, path))
         return await runner(x, path)
 
     return run_rated
+
+
+def _weight_of(window: StartWindow, weigh: Callable[[Any], float], x: Any, path: str) -> float:
+    """``weigh(x)``, checked before it reaches the window (which it would corrupt)."""
+    try:
+        value = weigh(x)
+    except Exception as exc:
+        note_function(exc, "weight", weigh, path)
+        raise
+    weight = as_weight(value)
+    if weight is None:
+        msg = (
+            f"the weight function {_fn_name(weigh)!r} of rate node {window.name!r} gave {_show(value)} "
+            f"for the leaf at {path!r}; a weight must be a finite number >= 0 (not a bool)"
+        )
+        raise ValueError(msg)
+    return weight
 
 
 @compiles(Const)
@@ -472,8 +491,14 @@ def _compile_retry(c: Compiler, node: Retry[Any, Any, Any], env: Env) -> Runner:
             if isinstance(result, Success) or attempt > times:
                 return result
             error = result._inner_value
-            if when is not None and not when(error):
-                return result
+            if when is not None:
+                try:
+                    wanted = when(error)
+                except Exception as exc:
+                    note_function(exc, "when", when, path)
+                    raise
+                if not wanted:
+                    return result
             if rng is None:
                 rng = shared if shared is not None else backoff.rng(path)
             delay = max(backoff.delay(attempt, rng), hinted_delay(error))
@@ -505,7 +530,7 @@ def _compile_priority(c: Compiler, node: Prioritized[Any, Any, Any], env: Env) -
 
 @compiles(Rate)
 def _compile_rate(c: Compiler, node: Rate[Any, Any, Any], env: Env) -> Runner:
-    window = StartWindow(node.calls, node.per)
+    window = StartWindow(node.calls, node.per, name=node.name)
     c.per_run = True  # the window is this run's
     inner_env = attrs.evolve(env, windows=env.windows + ((window, node.weight),))
     return _child_under(c, node.inner, inner_env)
