@@ -99,6 +99,8 @@ async def run(
     >>> trio.run(run, pure(str.upper), "hi")
     <Success: HI>
     """
+    if not trio.lowlevel.in_trio_task():
+        raise RuntimeError(_outside_trio_message())
     if journal is not None or run_id is not None:
         from ._journal import run_journaled
 
@@ -123,12 +125,42 @@ def run_sync(
     journal: Journal | None = None,
     run_id: str | None = None,
 ) -> Result[_O, _E]:
-    """Start trio, run ``agent`` on ``x``, and give its ``Result``."""
+    """Start trio, run ``agent`` on ``x``, and give its ``Result``.
+
+    For synchronous code (scripts, notebooks' plain cells); inside a trio
+    run use ``await run(agent, x)``.
+
+    >>> from combinators import pure
+    >>> run_sync(pure(str.upper), "hi")
+    <Success: HI>
+    """
+    if trio.lowlevel.in_trio_run():
+        msg = (
+            f"run_sync({agent.name if isinstance(agent, Agent) else 'agent'}, x) was called inside a trio run, "
+            "and it starts a run of its own: use `await run(agent, x)` there"
+        )
+        raise RuntimeError(msg)
     return trio.run(
         functools.partial(
             run, agent, x, max_concurrency=max_concurrency, observer=observer, journal=journal, run_id=run_id
         ),
         clock=clock,
+    )
+
+
+def _outside_trio_message() -> str:
+    """Why ``await run(...)`` cannot go on here, and what to call instead (the error path only)."""
+    import sniffio
+
+    try:
+        library: str | None = sniffio.current_async_library()
+    except sniffio.AsyncLibraryNotFoundError:
+        library = None
+    where = f"was awaited from {library}" if library else "was called outside a trio run"
+    return (
+        f"combinators runs agents on trio, and run() {where}: "
+        "use `await combinators.aio.run(agent, x)` from asyncio, "
+        "`run_sync(agent, x)` from synchronous code, or `await run(agent, x)` inside `trio.run`"
     )
 
 
