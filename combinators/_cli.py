@@ -13,12 +13,15 @@ that defines ``_input_type(self, inner_type)`` (and ``each``, which turns
 ``T`` into ``list[T]``); ``Any`` (the JSON as is) when there is none.
 
 Exit status: 0 success; 1 the agent failed (the error value, as JSON, is
-printed on stderr); 2 bad usage (a ``MODULE:ATTR`` that cannot be loaded,
-input that is not JSON or does not fit the input type, a bad option
-value, a ``--trace`` file that cannot be written), checked before the run
-starts; 3 an agent raised an exception (a bug: the traceback is printed).
-Values JSON cannot hold are printed as text (see :func:`json_data`), so
-a run that succeeded exits 0 whatever it returned.
+printed on stderr); 2 bad usage (a ``MODULE:ATTR`` that cannot be loaded
+or exits when imported, input that is not JSON, too deep, or does not fit
+the input type, a bad option value, a ``--trace`` file that cannot be
+written, a ``--journal`` that cannot be opened), checked before the run
+starts; 3 an agent raised an exception (a bug: the traceback is printed,
+and the last line names the node or function that raised, from its note).
+Values JSON cannot hold are printed as text (see :func:`json_data`; one
+that contains itself or is too deep as its bounded ``repr``, with a
+warning), so a run that succeeded exits 0 whatever it returned.
 """
 
 from __future__ import annotations
