@@ -440,7 +440,12 @@ class Agent(Generic[_In_contra, _Out_co, _Err_co]):
         refilling token bucket (docs/resources.md says why).  ``weight(x)``
         lets the start of a leaf on input ``x`` count as several calls
         (tokens-per-minute limits of LLM providers); it must give a finite
-        number >= 0.
+        number >= 0, and a start heavier than ``calls`` goes alone once the
+        window is empty.
+
+        >>> from combinators import each, pure, run_sync
+        >>> run_sync(each(pure(len)).rate(100, per=60, weight=len), ["ab", "cde"])
+        <Success: [2, 3]>
         """
         where = f"{self.name}.rate()"
         limit = _real(calls, where, "calls", bound="> 0")

@@ -670,3 +670,13 @@ def test_non_finite_huge_and_bool_arguments_are_build_errors(build: Any, message
 def test_bad_backoff_fields_are_build_errors_naming_the_field(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(BuildError, match=message):
         Backoff(**kwargs)
+
+
+def test_rate_docs_describe_the_sliding_log_the_code_runs() -> None:
+    """The docstring once said "a token bucket"; the window is a sliding log (issue 15)."""
+    from combinators._limits import StartWindow
+
+    doc = Agent.rate.__doc__ or ""
+    assert "sliding log" in doc and "sliding log" in (StartWindow.__doc__ or "")
+    assert "(a token bucket)" not in doc
+
