@@ -59,6 +59,7 @@ from ._observe import (
     new_event,
     observed,
     observing,
+    tell,
 )
 from ._plan import Compiler, Env, LeafLayer, compiles, segments
 from ._types import Runner
@@ -333,24 +334,36 @@ def _observed_agent_leaf(leaf: Leaf[Any, Any, Any], env: Env) -> Runner:
             await limiter.acquire(priority)
         try:
             observer(new_event(Event, (STARTED, path, now(), kind, attempt, None, None)))
+        except BaseException as exc:
+            # The observer's bug (``tell``, inlined): the leaf never started.
+            if limiter is not None:
+                limiter.release()
+            if isinstance(exc, Exception):
+                note_function(exc, "observer", observer, path)
+            raise
+        try:
             result = await fn(x)
         except Exception as exc:
             note_node(exc, path)
-            observer(new_event(Event, (FAILED, path, now(), kind, attempt, exc, None)))
+            tell(observer, new_event(Event, (FAILED, path, now(), kind, attempt, exc, None)))
             raise
         except BaseException:
-            observer(new_event(Event, (CANCELLED, path, now(), kind, attempt, None, None)))
+            tell(observer, new_event(Event, (CANCELLED, path, now(), kind, attempt, None, None)))
             raise
         finally:
             if limiter is not None:
                 limiter.release()
         if type(result) is Success:
-            observer(new_event(Event, (SUCCEEDED, path, now(), kind, attempt, None, result._inner_value)))
+            try:
+                observer(new_event(Event, (SUCCEEDED, path, now(), kind, attempt, None, result._inner_value)))
+            except Exception as exc:  # ``tell``, inlined (hot)
+                note_function(exc, "observer", observer, path)
+                raise
         elif isinstance(result, Failure):
-            observer(new_event(Event, (FAILED, path, now(), kind, attempt, result._inner_value, None)))
+            tell(observer, new_event(Event, (FAILED, path, now(), kind, attempt, result._inner_value, None)))
         else:
             bug = not_a_result(name, path, result)
-            observer(new_event(Event, (FAILED, path, now(), kind, attempt, bug, None)))
+            tell(observer, new_event(Event, (FAILED, path, now(), kind, attempt, bug, None)))
             raise bug
         return result  # type: ignore[no-any-return]
 

@@ -577,23 +577,31 @@ async def test_an_exception_in_a_retry_predicate_is_noted(autojump_clock: trio.t
     ]
 
 
-async def test_an_exception_in_an_observer_is_noted_as_the_observers(autojump_clock: trio.testing.MockClock) -> None:
+@pytest.mark.parametrize("on", [EventKind.STARTED, EventKind.SUCCEEDED, EventKind.FAILED])
+async def test_an_exception_in_an_observer_is_noted_as_the_observers(
+    autojump_clock: trio.testing.MockClock, on: EventKind
+) -> None:
     class Fussy:
         def __call__(self, event: Any) -> None:
-            if event.kind is EventKind.SUCCEEDED:
+            if event.kind is on and event.node == "leaf":
                 raise RuntimeError("observer broke")
 
-    for tree in (fake("call", value=1).named("call"), agent_leaf().named("call")):
-        with pytest.raises(RuntimeError, match="observer broke") as info:
-            await run(tree, 0, observer=Fussy())
-        notes = [n for n in info.value.__notes__ if "combinators" in n]
-        assert notes == ["combinators: raised by the observer function 'Fussy' of node 'call'"]
+    value = 1 if on is not EventKind.FAILED else None
+    error = "no" if on is EventKind.FAILED else None
+    leaves = [fake("call", value=value, error=error), agent_leaf(error)]
+    for leaf in leaves:
+        for tree in (leaf.named("call"), leaf.named("call").limit(1)):
+            with pytest.raises(RuntimeError, match="observer broke") as info:
+                await run(tree, 0, observer=Fussy())
+            (note,) = [n for n in info.value.__notes__ if "combinators" in n]
+            assert note.startswith("combinators: raised by the observer function 'Fussy' of node '")
+            assert note.endswith("call'")  # the leaf's path, which the event carried
 
 
-def agent_leaf() -> Agent[int, int, str]:
+def agent_leaf(error: str | None = None) -> Agent[int, int, str]:
     @agent
     async def plain(x: int) -> Result[int, str]:
-        return Success(x)
+        return Success(x) if error is None else Failure(error)
 
     return plain
 
