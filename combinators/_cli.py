@@ -35,6 +35,7 @@ import os
 import reprlib
 import sys
 import traceback
+import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO, get_type_hints
@@ -241,7 +242,7 @@ def _run_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
             # (or the URL's) fault, found before the run, not the agent's.
             trio.run(journal.records, args.run_id)
         except Exception as exc:
-            msg = f"--journal {args.journal}: cannot open the journal: {type(exc).__name__}: {exc}"
+            msg = f"--journal {_redacted(args.journal)}: cannot open the journal: {type(exc).__name__}: {_one_line(exc)}"
             raise UsageError(msg) from exc
     go = functools.partial(
         run,
@@ -296,6 +297,20 @@ def _run_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
     data = json.dumps(json_data(error))
     stderr.write(f"error: {agent.name} failed with {type(error).__name__}: {data}\n")
     return EXIT_FAILED
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception's message on one line (a driver's may span several)."""
+    return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+
+
+def _redacted(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (it is about to be printed)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 def _culprit(agent: Agent[Any, Any, Any], exc: BaseException) -> str:

@@ -354,3 +354,13 @@ def test_an_exception_names_the_node_that_raised_it() -> None:
     code, _, err = run_here("cli_agents:broken", "--input", "7")
     assert code == 3
     assert err.splitlines()[-1] == "error: broken: raised in node 'broken': RuntimeError: cannot handle 7"
+
+
+def test_a_journal_url_is_printed_without_its_password() -> None:
+    code, _, err = run_here(
+        "cli_agents:double", "--input", "1", "--journal", "postgresql://me:s3cret@127.0.0.1:1/nodb", "--run-id", "r"
+    )
+    assert code == 2
+    assert err.startswith("error: --journal postgresql://me:***@127.0.0.1:1/nodb: cannot open the journal: ")
+    assert "s3cret" not in err
+    assert err.count("\n") == 1  # one line, whatever the driver's message
