@@ -95,7 +95,7 @@ def load_object(spec: str) -> object:
             msg = f"cannot load {spec}: {done} has no attribute {part!r}"
             raise UsageError(msg)
         obj = getattr(obj, part)
-        done = f"{module_name}:{'.'.join(attr.split('.')[: i + 1])!r}"
+        done = repr(f"{module_name}:{'.'.join(attr.split('.')[: i + 1])}")
     return obj
 
 

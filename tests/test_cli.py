@@ -56,7 +56,7 @@ def test_bad_module_attr() -> None:
         "tests.cli_agents": "expected MODULE:ATTR",
         "tests.no_such_module:x": "cannot import module 'tests.no_such_module'",
         "tests.cli_agents:nope": "error: cannot load tests.cli_agents:nope: module 'tests.cli_agents' has no attribute 'nope'\n",
-        "tests.cli_agents:place.nope": "error: cannot load tests.cli_agents:place.nope: tests.cli_agents:'place' has no attribute 'nope'\n",
+        "tests.cli_agents:place.nope": "error: cannot load tests.cli_agents:place.nope: 'tests.cli_agents:place' has no attribute 'nope'\n",
         "tests.cli_exits:x": "error: cannot load tests.cli_exits:x: importing module 'tests.cli_exits' called sys.exit(0)",
         "tests.cli_agents:not_an_agent": "tests.cli_agents:not_an_agent is a int, not an Agent",
         "tests.cli_agents:plain_function": "wrap a function with agent(), lift() or pure()",
