@@ -688,3 +688,15 @@ def test_rate_docs_describe_the_sliding_log_the_code_runs() -> None:
     assert "sliding log" in doc and "sliding log" in (StartWindow.__doc__ or "")
     assert "(a token bucket)" not in doc
 
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True, float("inf"), float("nan"), "4"])
+async def test_max_concurrency_of_run_and_stream_is_a_whole_number(bad: Any) -> None:
+    from combinators import stream
+
+    leaf = fake("call", value=1)
+    with pytest.raises(ValueError, match="max_concurrency must be an int >= 1"):
+        await run(leaf, 0, max_concurrency=bad)
+    with pytest.raises(ValueError, match="max_concurrency must be an int >= 1"):
+        stream(leaf, [0], max_concurrency=bad)
+    assert await run(leaf, 0, max_concurrency=10**400) == Success(1)  # huge is fine: an int
