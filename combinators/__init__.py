@@ -14,8 +14,8 @@ Layering (dependencies point one way):
 * ``_limits`` (priority limiter, rate window), ``_notes`` (how escaping
   bugs are labelled), ``_cancel`` (fail-fast nurseries), ``_observe``
   (events) and ``_journal*`` (durable runs) serve the interpreter;
-  ``_report``, ``_trace``, ``otel``, ``_mermaid``, ``_json`` and ``_cli``
-  read trees and events; ``orchestration`` is the object-style API on top,
+  ``_report``, ``_trace``, ``_progress`` (rich, imported on use), ``otel``,
+  ``_mermaid``, ``_json`` and ``_cli`` read trees and events; ``orchestration`` is the object-style API on top,
   building trees only (it registers no rule); ``testing`` helps users test
   their own trees.
 """
@@ -76,6 +76,7 @@ from ._observe import EventKind as EventKind
 from ._observe import Observer as Observer
 from ._observe import Recorder as Recorder
 from ._observe import combine as combine
+from ._progress import Progress as Progress
 from ._ray import RayCluster as RayCluster
 from ._ray import ray_cluster as ray_cluster
 from ._report import NodeReport as NodeReport
@@ -138,6 +139,7 @@ __all__ = [
     "Priority",
     "PriorityLimiter",
     "ProcessPool",
+    "Progress",
     "RayCluster",
     "Recorder",
     "RemoteError",

@@ -26,13 +26,14 @@ served.
 from __future__ import annotations
 
 import collections
+import math
 from collections.abc import Callable
 from typing import Any, Final
 
 import attrs
 import trio
 
-from ._expr import Priority
+from ._expr import Priority, _count, _show
 
 DEFAULT_AGING: Final = 64
 
@@ -49,11 +50,10 @@ class PriorityLimiter:
     """A capacity limiter with priority admission and aging (see module docs)."""
 
     def __init__(self, total: int, *, aging: int = DEFAULT_AGING) -> None:
-        if total < 1:
-            msg = f"PriorityLimiter total must be >= 1, got {total}"
-            raise ValueError(msg)
-        self.total: Final = total
-        self.aging: Final = aging
+        # Whole numbers only: a float total (2.5) would admit three, and an
+        # aging of 0 would divide by zero at the first ranking.
+        self.total: Final = _count(total, "PriorityLimiter()", "total")
+        self.aging: Final = _count(aging, "PriorityLimiter()", "aging")
         self.borrowed = 0
         self.admissions = 0
         self.waiting = 0
@@ -129,7 +129,14 @@ class PriorityLimiter:
             self._admit(waiter, wake=waiter.task is not me)
 
     def release(self) -> None:
-        """Give the slot back, or hand it to the next waiter."""
+        """Give the slot back, or hand it to the next waiter.
+
+        Like ``trio.CapacityLimiter``, releasing a slot nobody holds is a
+        ``RuntimeError`` (and changes nothing).
+        """
+        if self.borrowed <= 0:
+            msg = f"{self!r}: release() without a matching acquire(); no slot is held"
+            raise RuntimeError(msg)
         waiter = self._next_waiter() if self.waiting else None
         if waiter is None:
             self.borrowed -= 1
@@ -173,23 +180,52 @@ class StartWindow:
     ``Lock`` is fair).
     """
 
-    def __init__(self, calls: float, per: float) -> None:
+    def __init__(self, calls: float, per: float, *, name: str = "rate") -> None:
         self.calls: Final = calls
         self.per: Final = per
+        self.name: Final = name  # the rate node's, for messages
         self._log: collections.deque[tuple[float, float]] = collections.deque()
         self._used = 0.0
         self._lock = trio.Lock()
 
     async def take(self, weight: float = 1.0) -> None:
-        """Wait until a start of ``weight`` fits in the window, then record it."""
+        """Wait until a start of ``weight`` fits in the window, then record it.
+
+        ``weight`` must be a finite number >= 0 (a ``ValueError`` otherwise,
+        before the window changes): one ``nan`` would leave the running
+        total ``nan`` for good, a negative one would make room that is not
+        there.
+        """
+        checked = as_weight(weight)
+        if checked is None:
+            msg = f"rate {self.name!r}: a start's weight must be a finite number >= 0, got {_show(weight)}"
+            raise ValueError(msg)
+        weight = checked
         async with self._lock:
             while True:
                 now = trio.current_time()
                 while self._log and self._log[0][0] + self.per <= now:
                     self._used -= self._log.popleft()[1]
+                if not self._log:
+                    self._used = 0.0  # no rounding drift survives an empty window
                 # A start heavier than the whole window goes alone.
                 if not self._log or self._used + weight <= self.calls + 1e-9:
                     self._log.append((now, weight))
                     self._used += weight
                     return
                 await trio.sleep_until(self._log[0][0] + self.per)
+
+
+def as_weight(value: object) -> float | None:
+    """``value`` as a start's weight, or None if a window cannot count it.
+
+    A weight is a finite real number >= 0; ``bool`` is refused like
+    everywhere else in the library (a predicate given as a weight).
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        weight = float(value)
+    except OverflowError:
+        return None
+    return weight if 0 <= weight < math.inf else None

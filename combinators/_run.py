@@ -38,11 +38,13 @@ from ._expr import (
     Rate,
     Retry,
     Timeout,
+    _fn_name,
+    _show,
     node_cache,
 )
 from . import _chain as _chain  # registers the sequence rules
-from ._limits import PriorityLimiter, StartWindow
-from ._notes import not_a_result, note_node
+from ._limits import PriorityLimiter, StartWindow, as_weight
+from ._notes import not_a_result, note_function, note_node
 from ._observe import (
     ATTEMPT,
     CANCELLED,
@@ -57,6 +59,7 @@ from ._observe import (
     new_event,
     observed,
     observing,
+    tell,
 )
 from ._plan import Compiler, Env, LeafLayer, compiles, segments
 from ._types import Runner
@@ -97,6 +100,8 @@ async def run(
     >>> trio.run(run, pure(str.upper), "hi")
     <Success: HI>
     """
+    if not trio.lowlevel.in_trio_task():
+        raise RuntimeError(_outside_trio_message())
     if journal is not None or run_id is not None:
         from ._journal import run_journaled
 
@@ -121,12 +126,42 @@ def run_sync(
     journal: Journal | None = None,
     run_id: str | None = None,
 ) -> Result[_O, _E]:
-    """Start trio, run ``agent`` on ``x``, and give its ``Result``."""
+    """Start trio, run ``agent`` on ``x``, and give its ``Result``.
+
+    For synchronous code (scripts, notebooks' plain cells); inside a trio
+    run use ``await run(agent, x)``.
+
+    >>> from combinators import pure
+    >>> run_sync(pure(str.upper), "hi")
+    <Success: HI>
+    """
+    if trio.lowlevel.in_trio_run():
+        msg = (
+            f"run_sync({agent.name if isinstance(agent, Agent) else 'agent'}, x) was called inside a trio run, "
+            "and it starts a run of its own: use `await run(agent, x)` there"
+        )
+        raise RuntimeError(msg)
     return trio.run(
         functools.partial(
             run, agent, x, max_concurrency=max_concurrency, observer=observer, journal=journal, run_id=run_id
         ),
         clock=clock,
+    )
+
+
+def _outside_trio_message() -> str:
+    """Why ``await run(...)`` cannot go on here, and what to call instead (the error path only)."""
+    import sniffio
+
+    try:
+        library: str | None = sniffio.current_async_library()
+    except sniffio.AsyncLibraryNotFoundError:
+        library = None
+    where = f"was awaited from {library}" if library else "was called outside a trio run"
+    return (
+        f"combinators runs agents on trio, and run() {where}: "
+        "use `await combinators.aio.run(agent, x)` from asyncio, "
+        "`run_sync(agent, x)` from synchronous code, or `await run(agent, x)` inside `trio.run`"
     )
 
 
@@ -299,24 +334,36 @@ def _observed_agent_leaf(leaf: Leaf[Any, Any, Any], env: Env) -> Runner:
             await limiter.acquire(priority)
         try:
             observer(new_event(Event, (STARTED, path, now(), kind, attempt, None, None)))
+        except BaseException as exc:
+            # The observer's bug (``tell``, inlined): the leaf never started.
+            if limiter is not None:
+                limiter.release()
+            if isinstance(exc, Exception):
+                note_function(exc, "observer", observer, path)
+            raise
+        try:
             result = await fn(x)
         except Exception as exc:
             note_node(exc, path)
-            observer(new_event(Event, (FAILED, path, now(), kind, attempt, exc, None)))
+            tell(observer, new_event(Event, (FAILED, path, now(), kind, attempt, exc, None)))
             raise
         except BaseException:
-            observer(new_event(Event, (CANCELLED, path, now(), kind, attempt, None, None)))
+            tell(observer, new_event(Event, (CANCELLED, path, now(), kind, attempt, None, None)))
             raise
         finally:
             if limiter is not None:
                 limiter.release()
         if type(result) is Success:
-            observer(new_event(Event, (SUCCEEDED, path, now(), kind, attempt, None, result._inner_value)))
+            try:
+                observer(new_event(Event, (SUCCEEDED, path, now(), kind, attempt, None, result._inner_value)))
+            except Exception as exc:  # ``tell``, inlined (hot)
+                note_function(exc, "observer", observer, path)
+                raise
         elif isinstance(result, Failure):
-            observer(new_event(Event, (FAILED, path, now(), kind, attempt, result._inner_value, None)))
+            tell(observer, new_event(Event, (FAILED, path, now(), kind, attempt, result._inner_value, None)))
         else:
             bug = not_a_result(name, path, result)
-            observer(new_event(Event, (FAILED, path, now(), kind, attempt, bug, None)))
+            tell(observer, new_event(Event, (FAILED, path, now(), kind, attempt, bug, None)))
             raise bug
         return result  # type: ignore[no-any-return]
 
@@ -355,11 +402,28 @@ def _limited(runner: Runner, limiters: tuple[PriorityLimiter, ...], priority: An
 
 def _rated(runner: Runner, windows: tuple[tuple[StartWindow, Callable[[Any], float] | None], ...]) -> Runner:
     async def run_rated(x: Any, path: str) -> Result[Any, Any]:
-        for window, weight in windows:
-            await window.take(1.0 if weight is None else float(weight(x)))
+        for window, weigh in windows:
+            await window.take(1.0 if weigh is None else _weight_of(window, weigh, x, path))
         return await runner(x, path)
 
     return run_rated
+
+
+def _weight_of(window: StartWindow, weigh: Callable[[Any], float], x: Any, path: str) -> float:
+    """``weigh(x)``, checked before it reaches the window (which it would corrupt)."""
+    try:
+        value = weigh(x)
+    except Exception as exc:
+        note_function(exc, "weight", weigh, path)
+        raise
+    weight = as_weight(value)
+    if weight is None:
+        msg = (
+            f"the weight function {_fn_name(weigh)!r} of rate node {window.name!r} gave {_show(value)} "
+            f"for the leaf at {path!r}; a weight must be a finite number >= 0 (not a bool)"
+        )
+        raise ValueError(msg)
+    return weight
 
 
 @compiles(Const)
@@ -472,8 +536,14 @@ def _compile_retry(c: Compiler, node: Retry[Any, Any, Any], env: Env) -> Runner:
             if isinstance(result, Success) or attempt > times:
                 return result
             error = result._inner_value
-            if when is not None and not when(error):
-                return result
+            if when is not None:
+                try:
+                    wanted = when(error)
+                except Exception as exc:
+                    note_function(exc, "when", when, path)
+                    raise
+                if not wanted:
+                    return result
             if rng is None:
                 rng = shared if shared is not None else backoff.rng(path)
             delay = max(backoff.delay(attempt, rng), hinted_delay(error))
@@ -505,7 +575,7 @@ def _compile_priority(c: Compiler, node: Prioritized[Any, Any, Any], env: Env) -
 
 @compiles(Rate)
 def _compile_rate(c: Compiler, node: Rate[Any, Any, Any], env: Env) -> Runner:
-    window = StartWindow(node.calls, node.per)
+    window = StartWindow(node.calls, node.per, name=node.name)
     c.per_run = True  # the window is this run's
     inner_env = attrs.evolve(env, windows=env.windows + ((window, node.weight),))
     return _child_under(c, node.inner, inner_env)
