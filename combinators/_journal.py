@@ -31,6 +31,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 import reprlib
 import types
 from collections.abc import AsyncIterator, Callable
@@ -54,6 +55,12 @@ if TYPE_CHECKING:
     from ._journal_sqlite import SqliteJournal
 
 _A = TypeVar("_A", bound=Agent[Any, Any, Any])
+
+#: A URL scheme (RFC 3986): a letter, then letters, digits, ``+``, ``-``
+#: or ``.``, then ``:``.  ``./a:b.db`` has none (``.`` cannot start one).
+_SCHEME: Final = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):")
+
+_KNOWN: Final = frozenset({"sqlite", "postgresql", "postgres", "memory"})
 
 #: Bumped when the stored encoding changes; part of every manifest.
 FORMAT: Final = 2
@@ -363,14 +370,26 @@ class Journal(abc.ABC):
         """A journal from a URL, for command lines and configuration.
 
         ``postgresql://...`` (or ``postgres://``) is PostgreSQL;
-        ``sqlite:PATH``, ``sqlite:///PATH`` or a plain file path is SQLite;
-        ``memory:`` is an in-memory journal.
+        ``sqlite:PATH`` or ``sqlite:///PATH`` is SQLite, and so is a plain
+        file path; ``memory:`` is an in-memory journal.  Anything else that
+        starts like a URL scheme (letters, then ``:``) is refused, so a typo
+        such as ``sqllite:runs.db`` never becomes a file of that name.  A
+        file whose name holds a colon is written ``./a:b.db`` or
+        ``sqlite:a:b.db``; a one-letter scheme is a Windows drive
+        (``C:\\runs.db``).
 
         >>> Journal.from_url("sqlite:runs.db")
         Journal.sqlite('runs.db')
+        >>> Journal.from_url("runs/today.db")
+        Journal.sqlite('runs/today.db')
+        >>> try:
+        ...     Journal.from_url("sqllite:runs.db")
+        ... except ValueError as exc:
+        ...     print(str(exc).split(";")[0])
+        Journal.from_url(): unknown journal scheme 'sqllite' in 'sqllite:runs.db'
         """
         if not isinstance(url, str) or not url:
-            msg = f"Journal.from_url(): expected a non-empty URL, got {url!r}"
+            msg = f"Journal.from_url(): expected a non-empty URL, got {safe_repr(url)}"
             raise BuildError(msg)
         if url.startswith(("postgresql://", "postgres://")):
             return Journal.postgres(url)
@@ -383,8 +402,19 @@ class Journal(abc.ABC):
                 msg = f"Journal.from_url(): {url!r} names no file"
                 raise BuildError(msg)
             return Journal.sqlite(path)
-        if "://" in url:
-            msg = f"Journal.from_url(): unknown journal URL {url!r}; use sqlite:PATH or postgresql://..."
+        scheme = _SCHEME.match(url)
+        if scheme is not None and scheme.group(1).lower() in _KNOWN:
+            msg = (
+                f"Journal.from_url(): {url!r} is not a journal URL; write "
+                f"sqlite:PATH, postgresql://..., postgres://... or memory: (nothing after the colon)"
+            )
+            raise BuildError(msg)
+        if scheme is not None and len(scheme.group(1)) > 1:
+            msg = (
+                f"Journal.from_url(): unknown journal scheme {scheme.group(1)!r} in {url!r}; known schemes: "
+                f"sqlite:PATH, postgresql://..., postgres://..., memory: "
+                f"(a plain path is an SQLite file: write ./NAME for a name with a colon)"
+            )
             raise BuildError(msg)
         return Journal.sqlite(url)
 
