@@ -299,3 +299,25 @@ def test_a_bad_element_of_a_list_input_names_the_whole_type() -> None:
     assert "error: input does not fit list[int]: $[1]: expected int, got str 'x'" in err
     with pytest.raises(UsageError, match=r"input does not fit list\[Order\]: \$\[1\]\.qty: expected int"):
         parse_input('[{"symbol": "A", "qty": 1}, {"symbol": "B", "qty": "x"}]', input_type(each(place)))
+
+
+@pytest.mark.parametrize("url", ["sqllite:runs.db", "bogus:x"])
+def test_an_unknown_journal_scheme_is_usage_and_creates_no_file(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Was: a file named ``sqllite:runs.db`` (or ``bogus:x``) created silently."""
+    monkeypatch.chdir(tmp_path)
+    code, out, err = in_process("run", "cli_agents:double", "--input", "1", "--journal", url, "--run-id", "r",
+                                "--no-progress")
+    assert code == 2, err
+    assert out == "" and "Traceback" not in err
+    assert "unknown journal scheme" in err and "sqlite:PATH" in err and "postgresql://" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_journal_path_with_a_colon_after_a_slash_is_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, out, err = in_process("run", "cli_agents:double", "--input", "1", "--journal", "./a:b.db", "--run-id", "r",
+                                "--no-progress")
+    assert code == 0, err
+    assert (tmp_path / "a:b.db").exists()
