@@ -245,6 +245,10 @@ class Op:
     done: trio.Event | None = None
 
 
+#: Ops in a row that fail alone like their batch did: the database is failing.
+_GLOBAL_FAILURE: Final = 2
+
+
 class _Batcher:
     """Group commit: a writer task runs all queued operations in one batch.
 
@@ -298,6 +302,30 @@ class _Batcher:
             except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
                 return out
 
+    async def _isolate(self, batch: list[Op], exc: Exception) -> None:
+        """After ``batch`` failed with ``exc``: write its ops one by one.
+
+        Two ops in a row failing like the batch did mean the database
+        itself fails (locked, gone), not one record: the rest get ``exc``
+        without more attempts, each of which could wait for a lock.
+        """
+        if len(batch) == 1:
+            batch[0].error = exc
+            return
+        alike = 0
+        for op in batch:
+            if alike >= _GLOBAL_FAILURE:
+                op.error = exc
+                continue
+            op.result = None
+            try:
+                await trio.to_thread.run_sync(self._execute, [op])
+            except Exception as one:  # noqa: PERF203 - isolating the bad op
+                op.error = one
+                alike = alike + 1 if type(one) is type(exc) else 0
+            else:
+                alike = 0
+
     async def _write(self, batch: list[Op]) -> None:
         # Shielded: a batch taken off the queue is written and answered, so
         # a leaf that finished before a cancel keeps its record.
@@ -305,15 +333,7 @@ class _Batcher:
             try:
                 await trio.to_thread.run_sync(self._execute, batch)
             except Exception as exc:
-                if len(batch) == 1:
-                    batch[0].error = exc
-                else:
-                    for op in batch:
-                        op.result = None
-                        try:
-                            await trio.to_thread.run_sync(self._execute, [op])
-                        except Exception as one:  # noqa: PERF203 - isolating the bad op
-                            op.error = one
+                await self._isolate(batch, exc)
             for op in batch:
                 if op.done is not None:
                     op.done.set()
@@ -964,17 +984,17 @@ def _stored(converter: cattrs.Converter, result: Result[Any, Any], info: _LeafIn
 
 
 class JournalWriteError(RuntimeError):
-    """The journal's database refused to record one leaf's result.
+    """The journal's database refused one leaf's record (or its claim to start).
 
     Names the run and the leaf; the other records of the same batch are
     kept (a failed batch is written again record by record).  The cause is
     the database's own error.
     """
 
-    def __init__(self, run_id: str, path: str, detail: str) -> None:
+    def __init__(self, run_id: str, path: str, detail: str, *, action: str = "record") -> None:
         self.run_id = run_id
         self.path = path
-        super().__init__(f"journal run {run_id!r}: cannot record leaf {path!r}: {detail}")
+        super().__init__(f"journal run {run_id!r}: cannot {action} leaf {path!r}: {detail}")
 
 
 def journal_layer(session: _Session, converter: cattrs.Converter, infos: dict[int, _LeafInfo]) -> LeafLayer:
@@ -994,7 +1014,10 @@ def journal_layer(session: _Session, converter: cattrs.Converter, infos: dict[in
                 msg = f"journal: cannot hash the input of leaf {path!r} ({type(x).__name__}): {safe_message(exc)}"
                 raise TypeError(msg) from exc
             key = (path, digest)
-            got = await session.begin(key, name, version)
+            try:
+                got = await session.begin(key, name, version)
+            except Exception as exc:
+                raise JournalWriteError(run_id, path, safe_message(exc), action="start") from exc
             if isinstance(got, _Record):
                 replayed = _replay(converter, got, info, path, run_id)
                 if observed:

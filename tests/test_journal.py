@@ -852,3 +852,20 @@ async def test_manifests_are_compared_by_content(tmp_path: Path) -> None:
         _set_manifest(tmp_path / "journal.db", "m", stored)
         with pytest.raises(JournalMismatch, match=rf"journal run 'm' .*node 'seq' .*{detail}"):
             await run(tree, 4, journal=journal, run_id="m")
+
+
+async def test_a_failing_database_is_not_retried_record_by_record_forever() -> None:
+    """A batch that fails for every record stops being split after two alike failures."""
+    from combinators._journal import Op, _Batcher
+
+    calls: list[int] = []
+
+    def execute(batch: list[Op]) -> None:
+        calls.append(len(batch))
+        raise OSError("disk gone")
+
+    batcher = _Batcher(execute)
+    ops = [Op("finish", (f"p{i}", "h")) for i in range(50)]
+    await batcher._write(ops)
+    assert calls == [50, 1, 1]
+    assert all(isinstance(op.error, OSError) for op in ops)
