@@ -61,8 +61,10 @@ from ._fanout import vote as vote
 from ._json import ForeignException as ForeignException
 from ._json import converter as converter
 from ._journal import Journal as Journal
+from ._journal import JournalCorrupt as JournalCorrupt
 from ._journal import JournalMismatch as JournalMismatch
 from ._journal import JournalRecord as JournalRecord
+from ._journal import JournalWriteError as JournalWriteError
 from ._journal import LeafContext as LeafContext
 from ._journal import Permanent as Permanent
 from ._journal import current_leaf as current_leaf
@@ -118,8 +120,10 @@ __all__ = [
     "GaveUp",
     "HasConfidence",
     "Journal",
+    "JournalCorrupt",
     "JournalMismatch",
     "JournalRecord",
+    "JournalWriteError",
     "LeafContext",
     "MermaidGraph",
     "NoBranch",

@@ -83,6 +83,7 @@ class SqliteJournal(Journal):
     @asynccontextmanager
     async def _session(self, run_id: str, manifest: str) -> AsyncIterator[_Session]:
         conn = await trio.to_thread.run_sync(_connect, self.path)
+        session: _SqliteSession | None = None
         try:
             stored = await trio.to_thread.run_sync(_claim_manifest, conn, run_id, manifest)
             check_manifest(run_id, stored, manifest)
@@ -96,6 +97,8 @@ class SqliteJournal(Journal):
                     session.batcher.close()
         finally:
             with trio.CancelScope(shield=True):
+                if session is not None:
+                    await session.batcher.flush()
                 await trio.to_thread.run_sync(conn.close)
 
     async def records(self, run_id: str) -> list[JournalRecord]:

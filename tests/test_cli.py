@@ -364,3 +364,25 @@ def test_a_journal_url_is_printed_without_its_password() -> None:
     assert err.startswith("error: --journal postgresql://me:***@127.0.0.1:1/nodb: cannot open the journal: ")
     assert "s3cret" not in err
     assert err.count("\n") == 1  # one line, whatever the driver's message
+
+
+@pytest.mark.parametrize("url", ["sqllite:runs.db", "bogus:x"])
+def test_an_unknown_journal_scheme_is_usage_and_creates_no_file(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Was: a file named ``sqllite:runs.db`` (or ``bogus:x``) created silently."""
+    monkeypatch.chdir(tmp_path)
+    code, out, err = in_process("run", "cli_agents:double", "--input", "1", "--journal", url, "--run-id", "r",
+                                "--no-progress")
+    assert code == 2, err
+    assert out == "" and "Traceback" not in err
+    assert "unknown journal scheme" in err and "sqlite:PATH" in err and "postgresql://" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_journal_path_with_a_colon_after_a_slash_is_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, out, err = in_process("run", "cli_agents:double", "--input", "1", "--journal", "./a:b.db", "--run-id", "r",
+                                "--no-progress")
+    assert code == 0, err
+    assert (tmp_path / "a:b.db").exists()
