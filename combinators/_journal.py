@@ -356,11 +356,16 @@ class Journal(abc.ABC):
     converter: cattrs.Converter
 
     @staticmethod
-    def sqlite(path: str, *, converter: cattrs.Converter | None = None) -> SqliteJournal:
-        """An SQLite journal in the file ``path`` (WAL, full fsync, group commit)."""
+    def sqlite(path: str, *, converter: cattrs.Converter | None = None, fsync: bool = False) -> SqliteJournal:
+        """An SQLite journal in the file ``path`` (WAL, group commit).
+
+        A commit survives the process being killed; with ``fsync=True`` it
+        also survives the machine losing power, at an fsync per commit
+        (which a long chain, committing once per step, feels most).
+        """
         from ._journal_sqlite import SqliteJournal
 
-        return SqliteJournal(path, converter=converter)
+        return SqliteJournal(path, converter=converter, fsync=fsync)
 
     @staticmethod
     def postgres(

@@ -869,3 +869,14 @@ async def test_a_failing_database_is_not_retried_record_by_record_forever() -> N
     await batcher._write(ops)
     assert calls == [50, 1, 1]
     assert all(isinstance(op.error, OSError) for op in ops)
+
+
+def test_sqlite_commits_survive_a_killed_process_and_fsync_survives_power_loss(tmp_path: Path) -> None:
+    """WAL + synchronous=NORMAL by default (a commit survives SIGKILL); fsync=True is FULL."""
+    from combinators._journal_sqlite import _connect
+
+    normal, full = 1, 2  # SQLite's codes for PRAGMA synchronous
+    assert _connect(str(tmp_path / "a.db")).execute("PRAGMA synchronous").fetchone() == (normal,)
+    assert _connect(str(tmp_path / "b.db"), True).execute("PRAGMA synchronous").fetchone() == (full,)
+    assert Journal.sqlite(str(tmp_path / "b.db"), fsync=True).fsync
+    assert repr(Journal.sqlite("x.db", fsync=True)) == "Journal.sqlite('x.db', fsync=True)"
