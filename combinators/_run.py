@@ -101,7 +101,7 @@ async def run(
     <Success: HI>
     """
     if not trio.lowlevel.in_trio_task():
-        raise RuntimeError(_outside_trio_message())
+        raise RuntimeError(outside_trio_message("run()"))
     if journal is not None or run_id is not None:
         from ._journal import run_journaled
 
@@ -149,8 +149,8 @@ def run_sync(
     )
 
 
-def _outside_trio_message() -> str:
-    """Why ``await run(...)`` cannot go on here, and what to call instead (the error path only)."""
+def outside_trio_message(what: str) -> str:
+    """Why ``what`` (``run()``, ``stream()``) cannot go on here, and what to call instead (the error path only)."""
     import sniffio
 
     try:
@@ -159,7 +159,7 @@ def _outside_trio_message() -> str:
         library = None
     where = f"was awaited from {library}" if library else "was called outside a trio run"
     return (
-        f"combinators runs agents on trio, and run() {where}: "
+        f"combinators runs agents on trio, and {what} {where}: "
         "use `await combinators.aio.run(agent, x)` from asyncio, "
         "`run_sync(agent, x)` from synchronous code, or `await run(agent, x)` inside `trio.run`"
     )

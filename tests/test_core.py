@@ -508,6 +508,23 @@ def test_awaiting_run_from_asyncio_says_combinators_runs_on_trio() -> None:
     assert "must be called from async context" not in message
 
 
+def test_streaming_from_asyncio_says_combinators_runs_on_trio() -> None:
+    import asyncio
+
+    from combinators import stream
+
+    async def main() -> None:
+        async with stream(pure(str.upper).named("a"), ["x"]) as outcomes:
+            async for _ in outcomes:
+                pass
+
+    with pytest.raises(RuntimeError) as info:
+        asyncio.run(main())
+    message = str(info.value)
+    assert "combinators runs agents on trio, and stream() was awaited from asyncio" in message
+    assert "combinators.aio.run" in message
+
+
 def test_run_outside_any_event_loop_says_what_to_call() -> None:
     coro = run(pure(str.upper), "x")
     with pytest.raises(RuntimeError, match="called outside a trio run: .*run_sync"):
