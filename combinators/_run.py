@@ -41,7 +41,8 @@ from ._expr import (
     node_cache,
 )
 from . import _chain as _chain  # registers the sequence rules
-from ._limits import PriorityLimiter, StartWindow
+from ._aio_leaf import is_host_call, needs_host
+from ._limits import Admission, PriorityLimiter, SharedLimiter, SharedWindow, StartWindow
 from ._notes import not_a_result, note_node
 from ._observe import (
     ATTEMPT,
@@ -141,8 +142,9 @@ def compile_tree(
 
     The plan is compiled once per tree and reused for every run that adds
     no state of its own (no ``max_concurrency``, no journal) when compiling
-    it put none in either (no ``.limit``, ``.rate`` or ``bind`` inside):
-    limiters and rate windows belong to one run.  An observer is given to the plan at its root, per run.
+    it put none in either (no ``.limit(n)``, ``.rate(calls)`` or ``bind``
+    inside): such limiters and rate windows belong to one run, while shared
+    ones (``.limit(limiter)``) are the user's and keep the plan reusable.  An observer is given to the plan at its root, per run.
     """
     if not isinstance(agent, Agent):
         msg = f"run() expects an Agent, got {type(agent).__name__} {agent!r}"
@@ -160,6 +162,8 @@ def compile_tree(
         env = Env(limiters=(PriorityLimiter(max_concurrency),) if max_concurrency else ())
         compiler = Compiler(observed=observed, leaf_layers=leaf_layers)
         plan = compiler.compile(agent, env)
+        if compiler.host_leaves:
+            plan = needs_host(plan)
         if reusable and not compiler.per_run:
             node_cache(agent)[slot] = plan
     return plan if observer is None else observing(observer, plan)
@@ -219,6 +223,8 @@ def _base_leaf_runner(leaf: Leaf[Any, Any, Any]) -> Runner:
 def _compile_leaf(c: Compiler, leaf: Leaf[Any, Any, Any], env: Env) -> Runner:
     for limiter in env.limiters:
         limiter.note(env.priority)
+    if is_host_call(leaf.fn):
+        c.host_leaves = True
     if (
         c.observed
         and leaf.mode is LeafMode.RESULT
@@ -258,7 +264,7 @@ def _compile_leaf(c: Compiler, leaf: Leaf[Any, Any, Any], env: Env) -> Runner:
     return runner
 
 
-def _limited_agent_leaf(leaf: Leaf[Any, Any, Any], limiter: PriorityLimiter, priority: Any) -> Runner:
+def _limited_agent_leaf(leaf: Leaf[Any, Any, Any], limiter: Admission, priority: Any) -> Runner:
     """An ``agent`` leaf under one limiter, in one coroutine: the fan-out hot path."""
     fn = leaf.fn
     name = leaf.name
@@ -324,7 +330,7 @@ def _observed_agent_leaf(leaf: Leaf[Any, Any, Any], env: Env) -> Runner:
     return run_observed_agent
 
 
-def _limited(runner: Runner, limiters: tuple[PriorityLimiter, ...], priority: Any) -> Runner:
+def _limited(runner: Runner, limiters: tuple[Admission, ...], priority: Any) -> Runner:
     if len(limiters) == 1:
         (limiter,) = limiters
 
@@ -338,7 +344,7 @@ def _limited(runner: Runner, limiters: tuple[PriorityLimiter, ...], priority: An
         return run_limited_one
 
     async def run_limited(x: Any, path: str) -> Result[Any, Any]:
-        taken: list[PriorityLimiter] = []
+        taken: list[Admission] = []
         try:
             # Outer limiters first: a fixed order along tree paths, so two
             # leaves never wait on each other's slots in a cycle.
@@ -353,7 +359,9 @@ def _limited(runner: Runner, limiters: tuple[PriorityLimiter, ...], priority: An
     return run_limited
 
 
-def _rated(runner: Runner, windows: tuple[tuple[StartWindow, Callable[[Any], float] | None], ...]) -> Runner:
+def _rated(
+    runner: Runner, windows: tuple[tuple[StartWindow | SharedWindow, Callable[[Any], float] | None], ...]
+) -> Runner:
     async def run_rated(x: Any, path: str) -> Result[Any, Any]:
         for window, weight in windows:
             await window.take(1.0 if weight is None else float(weight(x)))
@@ -491,8 +499,14 @@ def _compile_retry(c: Compiler, node: Retry[Any, Any, Any], env: Env) -> Runner:
 
 @compiles(Limit)
 def _compile_limit(c: Compiler, node: Limit[Any, Any, Any], env: Env) -> Runner:
-    limiter = PriorityLimiter(node.n)
-    c.per_run = True  # the limiter is this run's
+    limiter: Admission
+    if node.shared is not None:
+        # The user's limiter, shared by every run: not state of this run,
+        # so the plan stays reusable.
+        limiter = SharedLimiter(node.shared)
+    else:
+        limiter = PriorityLimiter(node.n)
+        c.per_run = True  # the limiter is this run's
     inner_env = attrs.evolve(env, limiters=env.limiters + (limiter,))
     return _child_under(c, node.inner, inner_env)
 
@@ -505,8 +519,12 @@ def _compile_priority(c: Compiler, node: Prioritized[Any, Any, Any], env: Env) -
 
 @compiles(Rate)
 def _compile_rate(c: Compiler, node: Rate[Any, Any, Any], env: Env) -> Runner:
-    window = StartWindow(node.calls, node.per)
-    c.per_run = True  # the window is this run's
+    window: StartWindow | SharedWindow
+    if node.shared is not None:
+        window = SharedWindow(node.shared)
+    else:
+        window = StartWindow(node.calls, node.per)
+        c.per_run = True  # the window is this run's
     inner_env = attrs.evolve(env, windows=env.windows + ((window, node.weight),))
     return _child_under(c, node.inner, inner_env)
 
