@@ -50,7 +50,7 @@ from combinators import (
     when,
 )
 from combinators._expr import node_cache
-from combinators._limits import StartWindow
+from combinators import StartWindow
 from combinators.testing import Calls, fake
 
 _T = TypeVar("_T")
