@@ -384,7 +384,7 @@ class Agent(Generic[_In_contra, _Out_co, _Err_co]):
             if isinstance(n, PriorityLimiter):
                 return Limit(self, n.total, n)
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            msg = f"{self.name}.limit(): n must be an int >= 1 or a PriorityLimiter, got {n!r}"
+            msg = f"{self.name}.limit(): n must be an int >= 1, got {n!r} (or a PriorityLimiter, to share one)"
             raise BuildError(msg)
         return Limit(self, n)
 
