@@ -109,6 +109,12 @@ EXAMPLES: dict[str, Check] = {
         contains("same recommendation as examples.hierarchical: True"),
         lambda out: _count(out, "same recommendation as examples.hierarchical: True", 5),
     ),
+    # -- asyncio hosts (combinators.aio, docs/asyncio.md) --
+    "service": both(
+        matches(r"^a\s+200 \{'id': 'a', 'summary': 'Structured concurrency makes\.\.\.', 'label': 'long'"),
+        matches(r"^c\s+502 \{'error': \"LLMError\(reason='empty document'\)\"\}", r"^slow\s+504 "),
+        contains("dropped: started ['fetch'], cancelled ['fetch']", "LLM calls at once, at most: 3 (limiter of 3)"),
+    ),
     "error_recovery": both(
         matches(
             rf"^AAPL: buy \(from the primary analysis, confidence 0\.90\)  {TIME}",
