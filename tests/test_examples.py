@@ -113,7 +113,8 @@ EXAMPLES: dict[str, Check] = {
     "service": both(
         matches(r"^a\s+200 \{'id': 'a', 'summary': 'Structured concurrency makes\.\.\.', 'label': 'long'"),
         matches(r"^c\s+502 \{'error': \"LLMError\(reason='empty document'\)\"\}", r"^slow\s+504 "),
-        contains("dropped: started ['fetch'], cancelled ['fetch']", "LLM calls at once, at most: 3 (limiter of 3)"),
+        contains("dropped: started ['fetch'], cancelled ['fetch']"),
+        matches(r"LLM calls at once, at most: [123] \(limiter of 3\)"),
     ),
     "error_recovery": both(
         matches(

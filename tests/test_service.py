@@ -25,8 +25,8 @@ def test_service_limits_across_requests_and_stops_a_dropped_request() -> None:
     async def client(base: str) -> list[httpx.Response]:
         async with httpx.AsyncClient(base_url=base, timeout=60) as http:
 
-            def get(job: str, **params: object) -> asyncio.Future[httpx.Response]:
-                query = {"id": job, "text": f"words of request {job} here", "delay": 0.01, **params}
+            def get(job: str, **params: float) -> asyncio.Future[httpx.Response]:
+                query: dict[str, str | float] = {"id": job, "text": f"words of request {job} here", "delay": 0.01, **params}
                 return asyncio.ensure_future(http.get("/analyze", params=query))
 
             in_fetch = get("in_fetch", hang=600)
