@@ -116,6 +116,17 @@ EXAMPLES: dict[str, Check] = {
         contains("dropped: started ['fetch'], cancelled ['fetch']"),
         matches(r"LLM calls at once, at most: [123] \(limiter of 3\)"),
     ),
+    "llm_http": both(
+        contains(
+            "httpx   'busy servers ask clients to wait': 6 words, the longest 'servers'",
+            "httpx   'explain trio guest mode briefly': 5 words, the longest 'explain'",
+            "aiohttp <Success: 6 words, the longest 'aiohttp'>",
+            "httpx   <Success: 6 words, the longest 'aiohttp'>",
+            "stall   <Failure: TimedOut(",
+            "429s retried after the server's Retry-After of 0.1s: True (3 prompts)",
+        ),
+        matches(r"requests in flight at the stub, at most: [12] \(limiter of 2\)"),
+    ),
     "error_recovery": both(
         matches(
             rf"^AAPL: buy \(from the primary analysis, confidence 0\.90\)  {TIME}",
