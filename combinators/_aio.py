@@ -129,6 +129,7 @@ class _Host:
         self.stopping = False
         self._stop: trio.Event | None = None
         self._keeper: asyncio.Task[None] | None = None
+        self._pending: list[_Request] = []
 
     def start(self) -> None:
         try:
@@ -192,12 +193,28 @@ class _Host:
         if self._stop is not None:
             self._stop.set()
 
-    def submit(self, request: _Request) -> None:
-        """Start ``request`` (called in trio, through the token)."""
-        if self.nursery is None or self._stop is None or self._stop.is_set():
-            request.settle(outcome.Error(RuntimeError("combinators.aio: the event loop is shutting down")))
-            return
-        self.nursery.start_soon(self._serve, request)
+    def enqueue(self, request: _Request) -> None:
+        """Hand ``request`` to trio (called on the loop).
+
+        Requests made in one turn of the loop go over in one batch: every
+        ``run_sync_soon`` wakes trio's I/O thread, and a burst of wake-ups
+        costs the loop's thread the GIL again and again (benchmarks/aio.py).
+        Both ends run on the loop's thread, so the list needs no lock.
+        """
+        assert self.token is not None
+        self._pending.append(request)
+        if len(self._pending) == 1:
+            self.token.run_sync_soon(self._start_pending)
+
+    def _start_pending(self) -> None:
+        """Start the requests handed over (called in trio, through the token)."""
+        pending, self._pending = self._pending, []
+        closed = self.nursery is None or self._stop is None or self._stop.is_set()
+        for request in pending:
+            if closed or self.nursery is None:
+                request.settle(outcome.Error(RuntimeError("combinators.aio: the event loop is shutting down")))
+            else:
+                self.nursery.start_soon(self._serve, request)
 
     async def _serve(self, request: _Request) -> None:
         BRIDGE.set(self.bridge)
@@ -283,7 +300,7 @@ async def run(
         host.loop.create_future(),
     )
     try:
-        host.token.run_sync_soon(host.submit, request)
+        host.enqueue(request)
     except trio.RunFinishedError as exc:
         msg = "combinators.aio: the event loop is shutting down"
         raise RuntimeError(msg) from exc
