@@ -26,9 +26,10 @@ waits for it to end, so no trio run is left behind and nothing warns.
 from __future__ import annotations
 
 import asyncio
+import threading
 import weakref
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import attrs
 import outcome
@@ -240,17 +241,28 @@ class _Host:
 _HOSTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Host] = weakref.WeakKeyDictionary()
 
 
+_HOSTS_LOCK: Final = threading.Lock()  # loops of other threads use the registry too
+
+
 async def _host() -> _Host:
     loop = asyncio.get_running_loop()
-    host = _HOSTS.get(loop)
-    if host is not None and host.stopping:
-        # A host being torn down (its keeper was cancelled): let it end, then start anew.
-        await _wait_through_cancels(host.finished)
-        host = None
-    if host is None:
-        host = _Host(loop)
-        host.start()
-        _HOSTS[loop] = host
+    while True:
+        with _HOSTS_LOCK:
+            host = _HOSTS.get(loop)
+        if host is None:
+            host = _Host(loop)
+            host.start()
+            with _HOSTS_LOCK:
+                _HOSTS[loop] = host
+            break
+        if not host.stopping:
+            break
+        # A host being torn down (its keeper was cancelled): let it end,
+        # then start anew (or use the one another caller started meanwhile).
+        await asyncio.shield(host.finished)
+        with _HOSTS_LOCK:
+            if _HOSTS.get(loop) is host:
+                del _HOSTS[loop]
     if not host.ready.done():
         await asyncio.shield(host.ready)
     host.ready.result()
@@ -258,7 +270,12 @@ async def _host() -> _Host:
 
 
 async def _wait_through_cancels(fut: asyncio.Future[Any]) -> None:
-    """Wait until ``fut`` is done, whatever cancels arrive meanwhile (they are not lost: the caller re-raises)."""
+    """Wait until ``fut`` is done, whatever cancels arrive meanwhile.
+
+    Only for callers already on their way out with a ``CancelledError``
+    they re-raise (``run``, the keeper's ``finally``): the cancels that
+    arrive here are that same request to stop.
+    """
     while not fut.done():
         try:
             await asyncio.shield(fut)
