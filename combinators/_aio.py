@@ -131,6 +131,7 @@ class _Host:
         self._stop: trio.Event | None = None
         self._keeper: asyncio.Task[None] | None = None
         self._pending: list[_Request] = []
+        self._active: set[_Request] = set()
 
     def start(self) -> None:
         try:
@@ -168,6 +169,12 @@ class _Host:
             self.loop.call_exception_handler(
                 {"message": "combinators.aio: the trio guest run crashed", "exception": result.error}
             )
+        # Requests the run never settled (it crashed, or their task never
+        # started) must not leave their callers waiting forever.
+        lost = RuntimeError("combinators.aio: the trio guest run ended before this run finished")
+        for request in [*self._pending, *self._active]:
+            request.settle(outcome.Error(lost))
+        self._pending.clear()
         if not self.finished.done():
             self.finished.set_result(None)
 
@@ -215,6 +222,7 @@ class _Host:
             if closed or self.nursery is None:
                 request.settle(outcome.Error(RuntimeError("combinators.aio: the event loop is shutting down")))
             else:
+                self._active.add(request)
                 self.nursery.start_soon(self._serve, request)
 
     async def _serve(self, request: _Request) -> None:
@@ -234,6 +242,7 @@ class _Host:
         finally:
             # Reached once the whole run has stopped (its nurseries closed):
             # only now may the caller go on.  None means cancelled.
+            self._active.discard(request)
             request.settle(settled)
 
 
@@ -324,6 +333,11 @@ async def run(
     try:
         result: Result[_O, _E] = await asyncio.shield(request.done)
     except asyncio.CancelledError:
+        me = asyncio.current_task()
+        if request.done.cancelled() and me is not None and not me.cancelling():
+            # Not this caller's cancel: the guest run was stopped under it.
+            msg = "combinators.aio: the trio guest run was stopped (its keeper task was cancelled) during this run"
+            raise RuntimeError(msg) from None
         if not request.done.done():
             try:
                 host.token.run_sync_soon(request.cancel)

@@ -703,3 +703,24 @@ def test_shared_limiter_in_a_lift_leaf_and_mermaid_says_shared() -> None:
     assert run_sync(tree, 3) == Success("3")
     drawing = str(to_mermaid(tree))
     assert "limit 1 shared" in drawing and "shared" in drawing.split("rate", 1)[1]
+
+
+def test_a_run_in_flight_when_the_host_is_stopped_under_it_fails_clearly() -> None:
+    gate = asyncio.Event()
+
+    @aio.agent
+    async def wait(x: int) -> Result[int, str]:
+        await gate.wait()
+        return Success(x)
+
+    async def main() -> None:
+        running = asyncio.create_task(aio.run(wait, 1))
+        await asyncio.sleep(0.01)
+        for task in asyncio.all_tasks():
+            if task.get_name() == "combinators trio guest run":
+                task.cancel()  # someone cancels every task but their own
+        with pytest.raises(RuntimeError, match="guest run was stopped"):
+            await running
+        assert await aio.run(double, 2) == Success(4)  # a new host serves the next call
+
+    run_clean(main)
