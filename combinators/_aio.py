@@ -55,15 +55,30 @@ class GuestBridge:
     def __init__(self, loop: asyncio.AbstractEventLoop, token: trio.lowlevel.TrioToken) -> None:
         self.loop = loop
         self.token = token
+        #: Leaves whose asyncio task has finished, to wake in trio in one batch.
+        self._finished: list[trio.Event] = []
+
+    def _task_done(self, done: trio.Event) -> None:
+        """An asyncio task ended (called on the loop, outside trio): wake its leaf.
+
+        Through the token, which is thread-safe and wakes trio's I/O wait;
+        the tasks that end in one turn of the loop share one wake-up, as
+        requests do (``_Host.enqueue``).
+        """
+        self._finished.append(done)
+        if len(self._finished) == 1:
+            self.token.run_sync_soon(self._wake)
+
+    def _wake(self) -> None:
+        finished, self._finished = self._finished, []
+        for done in finished:
+            done.set()
 
     async def call(self, fn: Callable[[Any], Awaitable[Any]], x: Any, name: str) -> Any:
         # Guest ticks run on the loop's thread, so the task can be made here.
         task = self.loop.create_task(_awaited(fn, x), name=f"combinators leaf {name}")
         done = trio.Event()
-        token = self.token
-        # The callback runs on the loop, outside trio: it wakes the trio
-        # side through the token (thread-safe, and it wakes trio's I/O wait).
-        task.add_done_callback(lambda _: token.run_sync_soon(done.set))
+        task.add_done_callback(lambda _: self._task_done(done))
         try:
             await done.wait()
         except BaseException:
