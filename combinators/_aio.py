@@ -250,7 +250,12 @@ class _Host:
                     scope.cancel()
                 try:
                     result = await trio_run(request.agent, request.x, **request.options)
-                except Exception as exc:
+                except BaseException as exc:
+                    if _holds_cancel(exc):
+                        raise  # to the cancel scope it belongs to
+                    # A bug (or a KeyboardInterrupt raised in a leaf) is this
+                    # caller's, as from run(): it must not end the guest run
+                    # that the other callers share.
                     settled = outcome.Error(exc)
                 else:
                     settled = outcome.Value(result)
@@ -259,6 +264,13 @@ class _Host:
             # only now may the caller go on.  None means cancelled.
             self._active.discard(request)
             request.settle(settled)
+
+
+def _holds_cancel(exc: BaseException) -> bool:
+    """Whether ``exc`` is, or carries, a ``trio.Cancelled`` (never a value for the caller)."""
+    if isinstance(exc, trio.Cancelled):
+        return True
+    return isinstance(exc, BaseExceptionGroup) and exc.subgroup(trio.Cancelled) is not None
 
 
 #: The host of each loop that has used aio.run (one trio run per loop's thread).

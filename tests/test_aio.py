@@ -724,3 +724,19 @@ def test_a_run_in_flight_when_the_host_is_stopped_under_it_fails_clearly() -> No
         assert await aio.run(double, 2) == Success(4)  # a new host serves the next call
 
     run_clean(main)
+
+
+def test_a_base_exception_from_one_run_reaches_its_caller_and_spares_the_others() -> None:
+    class Stop(BaseException):
+        pass
+
+    @agent
+    async def stop(x: int) -> Result[int, str]:
+        raise Stop(x)
+
+    async def main() -> tuple[Result[int, str] | BaseException, Result[int, str] | BaseException]:
+        return await asyncio.gather(aio.run(stop, 1), aio.run(double >> aio_double, 1), return_exceptions=True)
+
+    bad, good = run_clean(main)
+    assert isinstance(bad, Stop)
+    assert good == Success(4)
