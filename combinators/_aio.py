@@ -148,6 +148,11 @@ class _Host:
         self._pending: list[_Request] = []
         self._active: set[_Request] = set()
 
+    @property
+    def closing(self) -> bool:
+        """Stopping, or about to: its keeper has a cancel coming (loop teardown)."""
+        return self.stopping or (self._keeper is not None and self._keeper.cancelling() > 0)
+
     def start(self) -> None:
         try:
             trio.lowlevel.start_guest_run(
@@ -291,7 +296,7 @@ async def _host() -> _Host:
             with _HOSTS_LOCK:
                 _HOSTS[loop] = host
             break
-        if not host.stopping:
+        if not host.closing:
             break
         # A host being torn down (its keeper was cancelled): let it end,
         # then start anew (or use the one another caller started meanwhile).

@@ -358,10 +358,12 @@ def test_aio_run_inside_a_trio_run_is_refused_with_a_hint() -> None:
 
 def test_cancelling_one_caller_stops_its_whole_run_before_it_returns() -> None:
     log: list[str] = []
+    waiting: set[str] = set()
     gate = asyncio.Event()
 
     @aio.agent
     async def aio_slow(x: int) -> Result[int, str]:
+        waiting.add(f"aio {x}")
         try:
             await gate.wait()
             return Success(x)
@@ -370,6 +372,7 @@ def test_cancelling_one_caller_stops_its_whole_run_before_it_returns() -> None:
 
     @agent
     async def trio_slow(x: int) -> Result[int, str]:
+        waiting.add(f"trio {x}")
         try:
             await trio.sleep(3600 if x == 0 else 0.001)
             return Success(x)
@@ -389,7 +392,8 @@ def test_cancelling_one_caller_stops_its_whole_run_before_it_returns() -> None:
         tasks = [asyncio.create_task(aio.run(tree, i)) for i in range(3)]
         for event in started.values():
             await event.wait()
-        await asyncio.sleep(0.01)  # the leaves are in their waits
+        while not {"aio 0", "trio 0"} <= waiting:  # run 0's leaves are in their waits
+            await asyncio.sleep(0.001)
         tasks[0].cancel()
         with pytest.raises(asyncio.CancelledError):
             await tasks[0]
@@ -535,8 +539,13 @@ def test_the_host_restarts_after_its_keeper_was_cancelled() -> None:
         for task in asyncio.all_tasks():
             if task is not asyncio.current_task():
                 task.cancel()  # the guest run's keeper: the host shuts down
+        during = await aio.run(aio_double, 2)  # waits for the teardown, then starts anew
+        assert during == Success(4)
+        for task in asyncio.all_tasks():
+            if task is not asyncio.current_task():
+                task.cancel()
         await asyncio.sleep(0.01)
-        return await aio.run(aio_double, 2)
+        return await aio.run(aio_double, 2)  # after it
 
     assert run_clean(main) == Success(4)
 
@@ -707,15 +716,17 @@ def test_shared_limiter_in_a_lift_leaf_and_mermaid_says_shared() -> None:
 
 def test_a_run_in_flight_when_the_host_is_stopped_under_it_fails_clearly() -> None:
     gate = asyncio.Event()
+    entered = asyncio.Event()
 
     @aio.agent
     async def wait(x: int) -> Result[int, str]:
+        entered.set()
         await gate.wait()
         return Success(x)
 
     async def main() -> None:
         running = asyncio.create_task(aio.run(wait, 1))
-        await asyncio.sleep(0.01)
+        await entered.wait()
         for task in asyncio.all_tasks():
             if task.get_name() == "combinators trio guest run":
                 task.cancel()  # someone cancels every task but their own
