@@ -75,9 +75,18 @@ class GuestBridge:
             done.set()
 
     async def call(self, fn: Callable[[Any], Awaitable[Any]], x: Any, name: str) -> Any:
+        return await self.call_for(None, fn, x, name)
+
+    async def call_for(
+        self, request: _Request | None, fn: Callable[[Any], Awaitable[Any]], x: Any, name: str
+    ) -> Any:
+        """Run ``fn(x)`` in an asyncio task, kept on ``request`` while it runs."""
         # Guest ticks run on the loop's thread, so the task can be made here.
         task = self.loop.create_task(_awaited(fn, x), name=f"combinators leaf {name}")
         done = trio.Event()
+        if request is not None:
+            request.tasks.add(task)
+            task.add_done_callback(request.tasks.discard)
         task.add_done_callback(lambda _: self._task_done(done))
         try:
             await done.wait()
@@ -91,10 +100,29 @@ class GuestBridge:
                 task.exception()  # seen: asyncio must not log it as lost
             raise
         if task.cancelled():
+            if request is not None and request.cancel_requested:
+                # Its caller was cancelled and cancelled the task at once;
+                # trio hears of it through the token, right behind.
+                await trio.sleep_forever()
             await trio.lowlevel.checkpoint_if_cancelled()
             msg = f"the asyncio task of leaf {name!r} was cancelled from outside its run"
             raise RuntimeError(msg)
         return task.result()
+
+
+@attrs.frozen
+class _RequestBridge:
+    """The bridge as one request's leaves see it: their asyncio tasks are kept on the request.
+
+    So a cancelled caller cancels them at once, in its own turn of the loop,
+    without waiting for trio to hear of the cancel first.
+    """
+
+    host: GuestBridge
+    request: _Request
+
+    async def call(self, fn: Callable[[Any], Awaitable[Any]], x: Any, name: str) -> Any:
+        return await self.host.call_for(self.request, fn, x, name)
 
 
 async def _awaited(fn: Callable[[Any], Awaitable[Any]], x: Any) -> Any:
@@ -112,6 +140,8 @@ class _Request:
     done: asyncio.Future[Any]
     scope: trio.CancelScope | None = None
     cancel_requested: bool = False
+    #: The asyncio tasks of this run's asyncio leaves, while they run.
+    tasks: set[asyncio.Task[Any]] = attrs.Factory(set)
 
     def cancel(self) -> None:
         """Cancel the run (called in trio, through the token)."""
@@ -246,7 +276,8 @@ class _Host:
                 self.nursery.start_soon(self._serve, request)
 
     async def _serve(self, request: _Request) -> None:
-        BRIDGE.set(self.bridge)
+        assert self.bridge is not None
+        BRIDGE.set(_RequestBridge(self.bridge, request))
         settled: outcome.Outcome[Any] | None = None
         try:
             with trio.CancelScope() as scope:
@@ -371,6 +402,11 @@ async def run(
             msg = "combinators.aio: the trio guest run was stopped (its keeper task was cancelled) during this run"
             raise RuntimeError(msg) from None
         if not request.done.done():
+            # The asyncio leaves stop now, the trio side at its next tick
+            # (it learns of the cancel through the token).
+            request.cancel_requested = True
+            for task in list(request.tasks):
+                task.cancel()
             try:
                 host.token.run_sync_soon(request.cancel)
             except trio.RunFinishedError:

@@ -751,3 +751,38 @@ def test_a_base_exception_from_one_run_reaches_its_caller_and_spares_the_others(
     bad, good = run_clean(main)
     assert isinstance(bad, Stop)
     assert good == Success(4)
+
+
+def test_a_cancelled_caller_cancels_its_asyncio_leaves_in_its_own_loop_turn() -> None:
+    cancelled: list[int] = []
+    entered: set[int] = set()
+
+    @aio.agent
+    async def hang(x: int) -> Result[int, str]:
+        entered.add(x)
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.append(x)
+            raise
+        return Success(x)
+
+    async def main() -> None:
+        tasks = [asyncio.create_task(aio.run(each(hang), [10 * i, 10 * i + 1])) for i in range(3)]
+        while len(entered) < 6:
+            await asyncio.sleep(0.001)
+        tasks[1].cancel()
+        turns = 0
+        while len(cancelled) < 2 and turns < 3:
+            await asyncio.sleep(0)  # one turn of the loop; no trio tick needed
+            turns += 1
+        assert sorted(cancelled) == [10, 11], (cancelled, turns)
+        with pytest.raises(asyncio.CancelledError):
+            await tasks[1]
+        for t in (tasks[0], tasks[2]):
+            assert not t.done()
+            t.cancel()
+        await asyncio.gather(tasks[0], tasks[2], return_exceptions=True)
+        assert sorted(cancelled) == [0, 1, 10, 11, 20, 21]
+
+    run_clean(main)
