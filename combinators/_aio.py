@@ -10,9 +10,11 @@ with the loop as the bridge for asyncio leaves.
 Cancellation crosses both ways:
 
 * the asyncio caller cancelled (a client disconnect, ``wait_for``,
-  ``asyncio.timeout``) cancels its request's scope in trio; the caller's
-  ``CancelledError`` goes on only once the request's task has finished —
-  every trio leaf and every asyncio leaf of that run has stopped;
+  ``asyncio.timeout``) cancels its run's asyncio leaf tasks at once, in
+  its own turn of the loop, and its request's scope in trio through the
+  token; the caller's ``CancelledError`` goes on only once the request's
+  task has finished — every trio leaf and every asyncio leaf of that run
+  has stopped;
 * a trio cancel scope (``.timeout()``, a fail-fast sibling) over an asyncio
   leaf cancels the leaf's asyncio task and waits for it
   (:meth:`GuestBridge.call`).
