@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import weakref
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
@@ -227,6 +226,11 @@ class _Host:
         for request in [*self._pending, *self._active]:
             request.settle(outcome.Error(lost))
         self._pending.clear()
+        # Out of the registry: the host holds its loop, so its entry would
+        # keep a closed loop alive for good.
+        with _HOSTS_LOCK:
+            if _HOSTS.get(self.loop) is self:
+                del _HOSTS[self.loop]
         if not self.finished.done():
             self.finished.set_result(None)
 
@@ -311,10 +315,9 @@ def _holds_cancel(exc: BaseException) -> bool:
     return isinstance(exc, BaseExceptionGroup) and exc.subgroup(trio.Cancelled) is not None
 
 
-#: The host of each loop that has used aio.run (one trio run per loop's thread).
-_HOSTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Host] = weakref.WeakKeyDictionary()
-
-
+#: The host of each loop whose guest run is alive (one trio run per loop's
+#: thread); a host leaves it when its run ends.
+_HOSTS: dict[asyncio.AbstractEventLoop, _Host] = {}
 _HOSTS_LOCK: Final = threading.Lock()  # loops of other threads use the registry too
 
 

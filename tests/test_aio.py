@@ -49,6 +49,7 @@ from combinators import (
     vote,
     when,
 )
+from combinators._aio import _HOSTS
 from combinators._expr import node_cache
 from combinators import StartWindow
 from combinators.testing import Calls, fake
@@ -59,9 +60,11 @@ _T = TypeVar("_T")
 def run_clean(main: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
     """``asyncio.run(main())`` with warnings as errors; nothing may be logged or left behind."""
     problems: list[dict[str, Any]] = []
+    loops: list[asyncio.AbstractEventLoop] = []
 
     async def wrapped() -> _T:
-        asyncio.get_running_loop().set_exception_handler(lambda _, context: problems.append(context))
+        loops.append(asyncio.get_running_loop())
+        loops[0].set_exception_handler(lambda _, context: problems.append(context))
         return await main()
 
     with warnings.catch_warnings():
@@ -69,6 +72,7 @@ def run_clean(main: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
         result = asyncio.run(wrapped())
         gc.collect()
     assert not problems, problems
+    assert loops[0] not in _HOSTS  # the closed loop's host is gone, and forgotten
     # No trio run is left in this thread: a new one starts.
     trio.run(trio.lowlevel.checkpoint)
     return result
