@@ -792,3 +792,37 @@ def test_a_cancelled_caller_cancels_its_asyncio_leaves_in_its_own_loop_turn() ->
         assert sorted(cancelled) == [0, 1, 10, 11, 20, 21]
 
     run_clean(main)
+
+
+def test_priorities_hold_across_aio_run_callers_on_one_shared_limiter() -> None:
+    api = PriorityLimiter(1)
+    order: list[str] = []
+    release = asyncio.Event()
+
+    @aio.agent
+    async def hold(x: str) -> Result[str, str]:
+        order.append(x)
+        await release.wait()
+        return Success(x)
+
+    @agent
+    async def call(x: str) -> Result[str, str]:
+        order.append(x)
+        await trio.sleep(0)
+        return Success(x)
+
+    async def main() -> list[Result[str, str]]:
+        holder = asyncio.create_task(aio.run(hold.limit(api), "holder"))
+        while not order:
+            await asyncio.sleep(0.001)
+        low = asyncio.create_task(aio.run(call.limit(api).priority(Priority.LOW), "low"))
+        while api.waiting < 1:
+            await asyncio.sleep(0.001)
+        high = asyncio.create_task(aio.run(call.limit(api).priority(Priority.HIGH), "high"))
+        while api.waiting < 2:
+            await asyncio.sleep(0.001)
+        release.set()
+        return list(await asyncio.gather(holder, low, high))
+
+    assert run_clean(main) == [Success("holder"), Success("low"), Success("high")]
+    assert order == ["holder", "high", "low"]  # the later, more urgent request first
