@@ -9,7 +9,8 @@ sets at its start:
 
 * under ``aio.run``, the host loop the trio guest run lives on
   (``_aio.GuestBridge``);
-* under plain ``run``/``run_sync``/the command line there is none: the run
+* under plain ``run``/``run_sync`` there is none (the command line runs
+  such trees through ``aio.run`` itself, :func:`has_asyncio_leaves`): the run
   fails at its start (:func:`needs_host`) with a message saying to use
   ``aio.run``.  trio-asyncio could give one, but importing it replaces
   asyncio's event loop policy for the whole process (docs/decisions.md).
@@ -27,6 +28,7 @@ from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any, Protocol
 
+from ._expr import Agent, Leaf
 from ._types import Runner
 
 class Bridge(Protocol):
@@ -72,6 +74,17 @@ class HostCall:
 def is_host_call(fn: object) -> bool:
     """Whether a leaf function runs on asyncio (also through ``versioned``'s wrapper)."""
     return isinstance(fn, HostCall) or isinstance(getattr(fn, "fn", None), HostCall)
+
+
+def has_asyncio_leaves(tree: Agent[Any, Any, Any]) -> bool:
+    """Whether ``tree`` holds a leaf that runs on asyncio (those ``bind`` picks at run time aside)."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Leaf) and is_host_call(node.fn):
+            return True
+        stack.extend(node.children())
+    return False
 
 
 def no_host(subject: str) -> RuntimeError:

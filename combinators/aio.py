@@ -11,7 +11,8 @@ The interpreter stays trio; this module puts it inside asyncio programs
   (aiohttp, asyncpg, asyncio-only SDKs): ordinary leaves in every other way.
   Under ``aio.run`` they run on the host loop; plain ``run``/``run_sync``
   have no asyncio loop, and a run of a tree with such leaves fails at its
-  start saying to use ``aio.run`` (docs/asyncio.md).
+  start saying to use ``aio.run`` (the command line uses it by itself;
+  docs/asyncio.md).
 
 httpx, the openai and anthropic SDKs speak trio through anyio and work in
 plain ``agent`` leaves; see docs/asyncio.md.

@@ -826,3 +826,23 @@ def test_priorities_hold_across_aio_run_callers_on_one_shared_limiter() -> None:
 
     assert run_clean(main) == [Success("holder"), Success("low"), Success("high")]
     assert order == ["holder", "high", "low"]  # the later, more urgent request first
+
+
+def test_the_command_line_runs_a_tree_with_asyncio_leaves_through_aio_run() -> None:
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run(
+        [sys.executable, "-m", "combinators", "run", "tests.aio_agents:quote", "--input", '{"symbol": "AAPL", "qty": 4}'],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == 10.0  # the input was structured to Ask through the bridge
+    assert proc.stderr == ""
