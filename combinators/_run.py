@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import random
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
@@ -122,13 +123,35 @@ def run_sync(
     journal: Journal | None = None,
     run_id: str | None = None,
 ) -> Result[_O, _E]:
-    """Start trio, run ``agent`` on ``x``, and give its ``Result``."""
-    return trio.run(
-        functools.partial(
-            run, agent, x, max_concurrency=max_concurrency, observer=observer, journal=journal, run_id=run_id
-        ),
-        clock=clock,
+    """Start trio, run ``agent`` on ``x``, and give its ``Result``.
+
+    It blocks until the run ends.  Called from asyncio code on a loop that
+    hosts ``aio.run``'s trio guest run (one trio run per thread), it runs
+    in a thread of its own and still blocks the loop: there, prefer
+    ``await aio.run(...)`` (docs/asyncio.md).
+    """
+    go = functools.partial(
+        run, agent, x, max_concurrency=max_concurrency, observer=observer, journal=journal, run_id=run_id
     )
+    if trio.lowlevel.in_trio_run() and not trio.lowlevel.in_trio_task():
+        # A guest run lives on this thread (between its ticks): a second
+        # trio run needs a thread of its own.
+        outcome: list[Result[_O, _E]] = []
+        failure: list[BaseException] = []
+
+        def in_thread() -> None:
+            try:
+                outcome.append(trio.run(go, clock=clock))
+            except BaseException as exc:  # handed to the caller's thread as is
+                failure.append(exc)
+
+        thread = threading.Thread(target=in_thread, name="combinators run_sync")
+        thread.start()
+        thread.join()
+        if failure:
+            raise failure[0]
+        return outcome[0]
+    return trio.run(go, clock=clock)
 
 
 def compile_tree(

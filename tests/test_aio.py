@@ -846,3 +846,16 @@ def test_the_command_line_runs_a_tree_with_asyncio_leaves_through_aio_run() -> N
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == 10.0  # the input was structured to Ask through the bridge
     assert proc.stderr == ""
+
+
+def test_run_sync_inside_a_loop_that_hosts_aio_run_still_works() -> None:
+    tree = each(double) >> pure(sum)
+
+    async def main() -> list[Result[int, str]]:
+        first = await aio.run(tree, [1, 2, 3])
+        beside = run_sync(tree, [1, 2, 3])  # blocks the loop, but runs (in a thread of its own)
+        with pytest.raises(RuntimeError, match="needs an asyncio loop"):
+            run_sync(aio_double, 1)
+        return [first, beside]
+
+    assert run_clean(main) == [Success(12), Success(12)]
