@@ -18,6 +18,9 @@ Layering (dependencies point one way):
   ``_mermaid``, ``_json`` and ``_cli`` read trees and events; ``orchestration`` is the object-style API on top,
   building trees only (it registers no rule); ``testing`` helps users test
   their own trees.
+* ``aio`` (public) runs trees from asyncio: ``_aio`` hosts a trio guest run
+  per event loop; ``_aio_leaf`` is the trio side of asyncio leaves, read by
+  the leaf rules.
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ from ._journal import Permanent as Permanent
 from ._journal import current_leaf as current_leaf
 from ._journal import versioned as versioned
 from ._limits import PriorityLimiter as PriorityLimiter
+from ._limits import StartWindow as StartWindow
 from ._mermaid import Block as Block
 from ._mermaid import MermaidGraph as MermaidGraph
 from ._mermaid import to_mermaid as to_mermaid
@@ -149,6 +153,7 @@ __all__ = [
     "RemoteError",
     "RetryAfter",
     "RunReport",
+    "StartWindow",
     "TimedOut",
     "Workflow",
     "WorkflowFailed",

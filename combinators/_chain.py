@@ -19,6 +19,7 @@ from typing import Any, Final
 
 from returns.result import Failure, Result, Success
 
+from ._aio_leaf import is_host_call
 from ._expr import Agent, Fallback, Leaf, LeafMode, MapError, Recover, Then, Transform, _fn_name, node_cache
 from ._notes import not_a_result, note_function, note_node
 from ._plan import Compiler, Env, compiles, segments
@@ -166,6 +167,8 @@ def _inlinable(c: Compiler, node: Agent[Any, Any, Any], env: Env) -> int | None:
         return None
     if env.limiters or env.windows or env.executor is not None:
         return None
+    if is_host_call(node.fn):
+        c.host_leaves = True  # inlined, it still needs the run's asyncio loop
     if node.mode is LeafMode.RESULT:
         return _AGENT
     if node.mode is LeafMode.PURE:

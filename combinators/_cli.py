@@ -27,6 +27,7 @@ warning), so a run that succeeded exits 0 whatever it returned.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import functools
 import importlib
 import inspect
@@ -43,6 +44,7 @@ from typing import Any, NoReturn, TextIO, get_type_hints
 import trio
 from returns.result import Success
 
+from ._aio_leaf import has_asyncio_leaves
 from ._expr import Agent, Leaf
 from ._journal import JournalMismatch
 from ._json import converter, error_message, json_data, type_name
@@ -125,6 +127,7 @@ def load_agent(spec: str) -> Agent[Any, Any, Any]:
 
 
 def _first_param_type(fn: Any) -> Any:
+    fn = inspect.unwrap(fn)  # an asyncio leaf's bridge wraps the user's function
     target = fn if inspect.isfunction(fn) or inspect.ismethod(fn) else getattr(fn, "__call__", fn)  # noqa: B004
     try:
         params = list(inspect.signature(target).parameters.values())
@@ -253,14 +256,26 @@ def _run_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
         journal=journal,
         run_id=args.run_id,
     )
+    if has_asyncio_leaves(agent):
+        # Leaves that run on asyncio: the run goes through an asyncio loop
+        # (combinators.aio, docs/asyncio.md), with the same arguments.
+        from . import aio
+
+        def start() -> Any:
+            return asyncio.run(aio.run(*go.args, **go.keywords))
+    else:
+
+        def start() -> Any:
+            return trio.run(go)
+
     crashed: BaseException | None = None
     result = None
     try:
         if progress is not None:
             with progress:
-                result = trio.run(go)
+                result = start()
         else:
-            result = trio.run(go)
+            result = start()
     except JournalMismatch as exc:
         # Found before anything ran: the journal holds another tree.
         stderr.write(f"error: {exc}\n")

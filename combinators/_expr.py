@@ -38,6 +38,7 @@ from ._types import _E, _E2, _O, _O2, _Err_co, _I, _In_contra, _Out_co, _Ts
 
 if TYPE_CHECKING:
     from ._executors import Executor
+    from ._limits import PriorityLimiter, StartWindow
     from ._retry import Backoff
 
 _K = TypeVar("_K")
@@ -406,8 +407,24 @@ class Agent(Generic[_In_contra, _Out_co, _Err_co]):
         limit = None if deadline is None else _seconds(deadline, where, "deadline")
         return Retry(self, times, backoff or Backoff(), when, limit)
 
-    def limit(self, n: int) -> Agent[_In_contra, _Out_co, _Err_co]:
-        """At most ``n`` leaves of this subtree run at once."""
+    def limit(self, n: int | PriorityLimiter) -> Agent[_In_contra, _Out_co, _Err_co]:
+        """At most ``n`` leaves of this subtree run at once.
+
+        With an int, each run gets a limiter of its own.  With a
+        :class:`PriorityLimiter` you created, every tree and run that names
+        it shares its slots (an API's concurrency is per key, for the whole
+        process); priorities are honoured across them (docs/asyncio.md).
+
+        >>> from combinators import PriorityLimiter, pure, run_sync
+        >>> api = PriorityLimiter(5)
+        >>> run_sync(pure(str.upper).limit(api), "hi")
+        <Success: HI>
+        """
+        if not isinstance(n, int):
+            from ._limits import PriorityLimiter
+
+            if isinstance(n, PriorityLimiter):
+                return Limit(self, n.total, n)
         return Limit(self, _count(n, f"{self.name}.limit()", "n"))
 
     def priority(self, priority: Priority) -> Agent[_In_contra, _Out_co, _Err_co]:
@@ -429,25 +446,39 @@ class Agent(Generic[_In_contra, _Out_co, _Err_co]):
 
     def rate(
         self,
-        calls: float,
+        calls: float | StartWindow,
         *,
-        per: float | timedelta = 1.0,
+        per: float | timedelta | None = None,
         weight: Callable[[Any], float] | None = None,
     ) -> Agent[_In_contra, _Out_co, _Err_co]:
-        """At most ``calls`` leaf starts in any ``per``-second window of trio time.
+        """At most ``calls`` leaf starts in any ``per``-second window of trio time (default 1 s).
 
         A sliding log of the starts in the last ``per`` seconds, not a
         refilling token bucket (docs/resources.md says why).  ``weight(x)``
         lets the start of a leaf on input ``x`` count as several calls
         (tokens-per-minute limits of LLM providers); it must give a finite
         number >= 0, and a start heavier than ``calls`` goes alone once the
-        window is empty.
+        window is empty.  Given a :class:`StartWindow` you created instead
+        of ``calls``, every tree and run that names it shares that one
+        window (docs/asyncio.md).
 
         >>> from combinators import each, pure, run_sync
         >>> run_sync(each(pure(len)).rate(100, per=60, weight=len), ["ab", "cde"])
         <Success: [2, 3]>
         """
         where = f"{self.name}.rate()"
+        if not isinstance(calls, int | float):
+            from ._limits import StartWindow
+
+            if isinstance(calls, StartWindow):
+                if per is not None:
+                    msg = f"{where}: a shared StartWindow has its own period; drop per={per!r}"
+                    raise BuildError(msg)
+                if weight is not None:
+                    _require_callable(weight, where)
+                return Rate(self, float(calls.calls), float(calls.per), weight, calls)
+        if per is None:
+            per = 1.0
         limit = _real(calls, where, "calls", bound="> 0")
         if not limit > 0:
             msg = f"{where}: calls must be a finite number > 0, got {_show(calls)}"
@@ -795,6 +826,9 @@ class Limit(Agent[_In_contra, _Out_co, _Err_co]):
 
     inner: Agent[Any, Any, Any]
     n: int
+    #: The limiter every run shares (``.limit(limiter)``), or None: one per run.
+    #: Compared by identity, like the limiter itself.
+    shared: PriorityLimiter | None = None
     kind: ClassVar[str] = "limit"
 
 
@@ -817,5 +851,7 @@ class Rate(Agent[_In_contra, _Out_co, _Err_co]):
     calls: float
     per: float
     weight: Callable[[Any], float] | None
+    #: The window every run shares (``.rate(window)``), or None: one per run.
+    shared: StartWindow | None = None
     kind: ClassVar[str] = "rate"
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import random
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
@@ -43,7 +44,8 @@ from ._expr import (
     node_cache,
 )
 from . import _chain as _chain  # registers the sequence rules
-from ._limits import PriorityLimiter, StartWindow, as_weight
+from ._aio_leaf import is_host_call, needs_host
+from ._limits import Admission, PriorityLimiter, SharedLimiter, SharedWindow, StartWindow, as_weight
 from ._notes import not_a_result, note_function, note_node
 from ._observe import (
     ATTEMPT,
@@ -129,24 +131,43 @@ def run_sync(
     """Start trio, run ``agent`` on ``x``, and give its ``Result``.
 
     For synchronous code (scripts, notebooks' plain cells); inside a trio
-    run use ``await run(agent, x)``.
+    run use ``await run(agent, x)``.  It blocks until the run ends.  Called
+    from asyncio code on a loop that hosts ``aio.run``'s trio guest run (one
+    trio run per thread), it runs in a thread of its own and still blocks
+    the loop: there, prefer ``await aio.run(...)`` (docs/asyncio.md).
 
     >>> from combinators import pure
     >>> run_sync(pure(str.upper), "hi")
     <Success: HI>
     """
-    if trio.lowlevel.in_trio_run():
+    if trio.lowlevel.in_trio_task():
         msg = (
             f"run_sync({agent.name if isinstance(agent, Agent) else 'agent'}, x) was called inside a trio run, "
             "and it starts a run of its own: use `await run(agent, x)` there"
         )
         raise RuntimeError(msg)
-    return trio.run(
-        functools.partial(
-            run, agent, x, max_concurrency=max_concurrency, observer=observer, journal=journal, run_id=run_id
-        ),
-        clock=clock,
+    go = functools.partial(
+        run, agent, x, max_concurrency=max_concurrency, observer=observer, journal=journal, run_id=run_id
     )
+    if trio.lowlevel.in_trio_run() and not trio.lowlevel.in_trio_task():
+        # A guest run lives on this thread (between its ticks): a second
+        # trio run needs a thread of its own.
+        outcome: list[Result[_O, _E]] = []
+        failure: list[BaseException] = []
+
+        def in_thread() -> None:
+            try:
+                outcome.append(trio.run(go, clock=clock))
+            except BaseException as exc:  # handed to the caller's thread as is
+                failure.append(exc)
+
+        thread = threading.Thread(target=in_thread, name="combinators run_sync")
+        thread.start()
+        thread.join()
+        if failure:
+            raise failure[0]
+        return outcome[0]
+    return trio.run(go, clock=clock)
 
 
 def outside_trio_message(what: str) -> str:
@@ -176,8 +197,9 @@ def compile_tree(
 
     The plan is compiled once per tree and reused for every run that adds
     no state of its own (no ``max_concurrency``, no journal) when compiling
-    it put none in either (no ``.limit``, ``.rate`` or ``bind`` inside):
-    limiters and rate windows belong to one run.  An observer is given to the plan at its root, per run.
+    it put none in either (no ``.limit(n)``, ``.rate(calls)`` or ``bind``
+    inside): such limiters and rate windows belong to one run, while shared
+    ones (``.limit(limiter)``) are the user's and keep the plan reusable.  An observer is given to the plan at its root, per run.
     """
     if not isinstance(agent, Agent):
         msg = f"run() expects an Agent, got {type(agent).__name__} {agent!r}"
@@ -195,6 +217,8 @@ def compile_tree(
         env = Env(limiters=(PriorityLimiter(max_concurrency),) if max_concurrency else ())
         compiler = Compiler(observed=observed, leaf_layers=leaf_layers)
         plan = compiler.compile(agent, env)
+        if compiler.host_leaves:
+            plan = needs_host(plan)
         if reusable and not compiler.per_run:
             node_cache(agent)[slot] = plan
     return plan if observer is None else observing(observer, plan)
@@ -254,6 +278,8 @@ def _base_leaf_runner(leaf: Leaf[Any, Any, Any]) -> Runner:
 def _compile_leaf(c: Compiler, leaf: Leaf[Any, Any, Any], env: Env) -> Runner:
     for limiter in env.limiters:
         limiter.note(env.priority)
+    if is_host_call(leaf.fn):
+        c.host_leaves = True
     if (
         c.observed
         and leaf.mode is LeafMode.RESULT
@@ -293,7 +319,7 @@ def _compile_leaf(c: Compiler, leaf: Leaf[Any, Any, Any], env: Env) -> Runner:
     return runner
 
 
-def _limited_agent_leaf(leaf: Leaf[Any, Any, Any], limiter: PriorityLimiter, priority: Any) -> Runner:
+def _limited_agent_leaf(leaf: Leaf[Any, Any, Any], limiter: Admission, priority: Any) -> Runner:
     """An ``agent`` leaf under one limiter, in one coroutine: the fan-out hot path."""
     fn = leaf.fn
     name = leaf.name
@@ -371,7 +397,7 @@ def _observed_agent_leaf(leaf: Leaf[Any, Any, Any], env: Env) -> Runner:
     return run_observed_agent
 
 
-def _limited(runner: Runner, limiters: tuple[PriorityLimiter, ...], priority: Any) -> Runner:
+def _limited(runner: Runner, limiters: tuple[Admission, ...], priority: Any) -> Runner:
     if len(limiters) == 1:
         (limiter,) = limiters
 
@@ -385,7 +411,7 @@ def _limited(runner: Runner, limiters: tuple[PriorityLimiter, ...], priority: An
         return run_limited_one
 
     async def run_limited(x: Any, path: str) -> Result[Any, Any]:
-        taken: list[PriorityLimiter] = []
+        taken: list[Admission] = []
         try:
             # Outer limiters first: a fixed order along tree paths, so two
             # leaves never wait on each other's slots in a cycle.
@@ -400,7 +426,9 @@ def _limited(runner: Runner, limiters: tuple[PriorityLimiter, ...], priority: An
     return run_limited
 
 
-def _rated(runner: Runner, windows: tuple[tuple[StartWindow, Callable[[Any], float] | None], ...]) -> Runner:
+def _rated(
+    runner: Runner, windows: tuple[tuple[StartWindow | SharedWindow, Callable[[Any], float] | None], ...]
+) -> Runner:
     async def run_rated(x: Any, path: str) -> Result[Any, Any]:
         for window, weigh in windows:
             await window.take(1.0 if weigh is None else _weight_of(window, weigh, x, path))
@@ -409,7 +437,7 @@ def _rated(runner: Runner, windows: tuple[tuple[StartWindow, Callable[[Any], flo
     return run_rated
 
 
-def _weight_of(window: StartWindow, weigh: Callable[[Any], float], x: Any, path: str) -> float:
+def _weight_of(window: StartWindow | SharedWindow, weigh: Callable[[Any], float], x: Any, path: str) -> float:
     """``weigh(x)``, checked before it reaches the window (which it would corrupt)."""
     try:
         value = weigh(x)
@@ -561,8 +589,14 @@ def _compile_retry(c: Compiler, node: Retry[Any, Any, Any], env: Env) -> Runner:
 
 @compiles(Limit)
 def _compile_limit(c: Compiler, node: Limit[Any, Any, Any], env: Env) -> Runner:
-    limiter = PriorityLimiter(node.n)
-    c.per_run = True  # the limiter is this run's
+    limiter: Admission
+    if node.shared is not None:
+        # The user's limiter, shared by every run: not state of this run,
+        # so the plan stays reusable.
+        limiter = SharedLimiter(node.shared)
+    else:
+        limiter = PriorityLimiter(node.n)
+        c.per_run = True  # the limiter is this run's
     inner_env = attrs.evolve(env, limiters=env.limiters + (limiter,))
     return _child_under(c, node.inner, inner_env)
 
@@ -575,8 +609,12 @@ def _compile_priority(c: Compiler, node: Prioritized[Any, Any, Any], env: Env) -
 
 @compiles(Rate)
 def _compile_rate(c: Compiler, node: Rate[Any, Any, Any], env: Env) -> Runner:
-    window = StartWindow(node.calls, node.per, name=node.name)
-    c.per_run = True  # the window is this run's
+    window: StartWindow | SharedWindow
+    if node.shared is not None:
+        window = SharedWindow(node.shared)
+    else:
+        window = StartWindow(node.calls, node.per, name=node.name)
+        c.per_run = True  # the window is this run's
     inner_env = attrs.evolve(env, windows=env.windows + ((window, node.weight),))
     return _child_under(c, node.inner, inner_env)
 
