@@ -123,10 +123,13 @@ def _seconds(value: object, where: str, what: str) -> float:
     return seconds
 
 
-def _count(value: object, where: str, what: str, *, minimum: int = 1) -> int:
-    """``value`` as a whole number ``>= minimum``, or a ``BuildError`` (``bool`` refused)."""
+def _count(value: object, where: str, what: str, *, minimum: int = 1, alternative: str = "") -> int:
+    """``value`` as a whole number ``>= minimum``, or a ``BuildError`` (``bool`` refused).
+
+    ``alternative`` names what else the argument may be, for the message.
+    """
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        msg = f"{where}: {what} must be an int >= {minimum}, got {_show(value)}"
+        msg = f"{where}: {what} must be an int >= {minimum}, got {_show(value)}{alternative}"
         raise BuildError(msg)
     return value
 
@@ -425,7 +428,7 @@ class Agent(Generic[_In_contra, _Out_co, _Err_co]):
 
             if isinstance(n, PriorityLimiter):
                 return Limit(self, n.total, n)
-        return Limit(self, _count(n, f"{self.name}.limit()", "n"))
+        return Limit(self, _count(n, f"{self.name}.limit()", "n", alternative="; or pass a PriorityLimiter, to share one"))
 
     def priority(self, priority: Priority) -> Agent[_In_contra, _Out_co, _Err_co]:
         """Admission order of this subtree's leaves when they wait on a limiter."""
