@@ -630,7 +630,7 @@ def test_shared_limiter_equality_is_by_identity_and_plans_are_reused() -> None:
 def test_limit_refuses_other_objects() -> None:
     from combinators import BuildError
 
-    with pytest.raises(BuildError, match="or a PriorityLimiter"):
+    with pytest.raises(BuildError, match="or pass a PriorityLimiter"):
         double.limit("5")  # type: ignore[arg-type]
     with pytest.raises(BuildError, match="per"):
         double.rate(StartWindow(1, 1.0), per=2.0)
