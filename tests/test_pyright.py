@@ -36,6 +36,7 @@ KNOWN: dict[tuple[str, int], str] = {
     ("test_control/switch_and_when_share_output_and_join_errors", 9): "narrowing on assignment",
     ("test_control/branches_of_different_output_types_are_rejected", 10): "narrowing on assignment; pyright joins outputs, mypy takes object",
     ("test_control/repeat_needs_output_equal_to_input", 7): "narrowing on assignment",
+    ("test_aio/shared_limiters_and_windows_keep_the_type", 7): "narrowing on assignment",
     # pyright infers an unannotated lambda's return from its context only.
     ("test_core/parallel_feeds_a_tuple_consumer", 14): "lambda inference",
     # Formatting: pyright prints defaults and keeps literal types of inputs.
