@@ -41,6 +41,11 @@ from ._executors import in_task as in_task
 from ._executors import processes as processes
 from ._executors import remote_traceback as remote_traceback
 from ._expr import Agent as Agent
+from ._spend import Budget as Budget
+from ._spend import Charge as Charge
+from ._spend import OverBudget as OverBudget
+from ._spend import Usage as Usage
+from ._spend import charge as charge
 from ._expr import Parallel as Parallel
 from ._expr import Priority as Priority
 from ._expr import agent as agent
@@ -106,7 +111,9 @@ __all__ = [
     "AllFailed",
     "Backoff",
     "Block",
+    "Budget",
     "BuildError",
+    "Charge",
     "Confident",
     "Crashed",
     "CycleError",
@@ -133,6 +140,7 @@ __all__ = [
     "NodeSucceeded",
     "Observer",
     "Outcomes",
+    "OverBudget",
     "Parallel",
     "Permanent",
     "Priority",
@@ -144,6 +152,7 @@ __all__ = [
     "RetryAfter",
     "RunReport",
     "TimedOut",
+    "Usage",
     "Workflow",
     "WorkflowFailed",
     "WorkflowResult",
@@ -152,6 +161,7 @@ __all__ = [
     "average_confidence",
     "both",
     "build_report",
+    "charge",
     "collect",
     "combine",
     "converter",

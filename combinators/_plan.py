@@ -24,6 +24,7 @@ from ._types import Runner
 
 if TYPE_CHECKING:
     from ._limits import PriorityLimiter, StartWindow
+    from ._spend import Budget
 
 _N = TypeVar("_N", bound=Agent[Any, Any, Any])
 
@@ -53,6 +54,8 @@ class Env:
     windows: tuple[tuple[StartWindow, Callable[[Any], float] | None], ...] = ()
     #: Where leaf functions run (None: in the trio task); set by ``.on()``.
     executor: Any = None
+    #: Spend budgets above (outermost first); set by ``.budget()`` and ``run(budget=)``.
+    budgets: tuple[Budget, ...] = ()
 
     @property
     def innermost_capacity(self) -> int | None:

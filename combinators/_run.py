@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import random
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar, overload
 
 import attrs
 import trio
@@ -29,6 +29,7 @@ from ._cancel import keep_first_crash, open_nursery
 from ._exceptions import Crashed, TimedOut
 from ._expr import (
     Agent,
+    Budgeted,
     Const,
     Leaf,
     LeafMode,
@@ -59,6 +60,7 @@ from ._observe import (
     observing,
 )
 from ._plan import Compiler, Env, LeafLayer, compiles, segments
+from ._spend import Budget, OverBudget, Usage
 from ._types import Runner
 
 if TYPE_CHECKING:
@@ -73,6 +75,7 @@ _E = TypeVar("_E")
 # Public entry points
 
 
+@overload
 async def run(
     agent: Agent[_I, _O, _E],
     x: _I,
@@ -81,7 +84,29 @@ async def run(
     observer: Observer | None = None,
     journal: Journal | None = None,
     run_id: str | None = None,
-) -> Result[_O, _E]:
+    budget: None = None,
+) -> Result[_O, _E]: ...
+@overload
+async def run(
+    agent: Agent[_I, _O, _E],
+    x: _I,
+    *,
+    max_concurrency: int | None = None,
+    observer: Observer | None = None,
+    journal: Journal | None = None,
+    run_id: str | None = None,
+    budget: Usage | Budget,
+) -> Result[_O, _E | OverBudget]: ...
+async def run(
+    agent: Agent[_I, _O, _E],
+    x: _I,
+    *,
+    max_concurrency: int | None = None,
+    observer: Observer | None = None,
+    journal: Journal | None = None,
+    run_id: str | None = None,
+    budget: Usage | Budget | None = None,
+) -> Result[_O, _E | OverBudget]:
     """Run ``agent`` on ``x`` inside trio and give its ``Result``.
 
     No task outlives this call.  ``max_concurrency`` bounds how many leaves
@@ -90,7 +115,10 @@ async def run(
     themselves with the node path as a note.  With a ``journal`` (and a
     ``run_id`` to resume by) every leaf's success is recorded before it is
     used, and a run with the same id answers recorded leaves from the
-    journal (docs/journal.md).
+    journal (docs/journal.md).  With a ``budget`` (a ``Usage`` for this run
+    or a shared ``Budget``) every leaf call first reserves what it declared
+    (``.costs``) and fails with ``OverBudget`` when that does not fit
+    (docs/spend.md).
 
     >>> from combinators import pure
     >>> import trio
@@ -103,14 +131,17 @@ async def run(
         if journal is None:
             msg = f"run(): run_id={run_id!r} was given without a journal to record it in"
             raise TypeError(msg)
-        layered = functools.partial(compile_tree, agent, max_concurrency=max_concurrency, observer=observer)
+        layered = functools.partial(
+            compile_tree, agent, max_concurrency=max_concurrency, observer=observer, budget=budget
+        )
         return await run_journaled(
             agent, x, journal=journal, run_id=run_id, compile_tree=lambda ls: layered(leaf_layers=ls)
         )
-    runner = compile_tree(agent, max_concurrency=max_concurrency, observer=observer)
+    runner = compile_tree(agent, max_concurrency=max_concurrency, observer=observer, budget=budget)
     return await runner(x, agent.name)
 
 
+@overload
 def run_sync(
     agent: Agent[_I, _O, _E],
     x: _I,
@@ -120,11 +151,42 @@ def run_sync(
     clock: trio.abc.Clock | None = None,
     journal: Journal | None = None,
     run_id: str | None = None,
-) -> Result[_O, _E]:
+    budget: None = None,
+) -> Result[_O, _E]: ...
+@overload
+def run_sync(
+    agent: Agent[_I, _O, _E],
+    x: _I,
+    *,
+    max_concurrency: int | None = None,
+    observer: Observer | None = None,
+    clock: trio.abc.Clock | None = None,
+    journal: Journal | None = None,
+    run_id: str | None = None,
+    budget: Usage | Budget,
+) -> Result[_O, _E | OverBudget]: ...
+def run_sync(
+    agent: Agent[_I, _O, _E],
+    x: _I,
+    *,
+    max_concurrency: int | None = None,
+    observer: Observer | None = None,
+    clock: trio.abc.Clock | None = None,
+    journal: Journal | None = None,
+    run_id: str | None = None,
+    budget: Usage | Budget | None = None,
+) -> Result[_O, _E | OverBudget]:
     """Start trio, run ``agent`` on ``x``, and give its ``Result``."""
     return trio.run(
         functools.partial(
-            run, agent, x, max_concurrency=max_concurrency, observer=observer, journal=journal, run_id=run_id
+            run,
+            agent,
+            x,
+            max_concurrency=max_concurrency,
+            observer=observer,
+            journal=journal,
+            run_id=run_id,
+            budget=budget,
         ),
         clock=clock,
     )
@@ -136,6 +198,7 @@ def compile_tree(
     max_concurrency: int | None = None,
     observer: Observer | None = None,
     leaf_layers: tuple[LeafLayer, ...] = (),
+    budget: Usage | Budget | None = None,
 ) -> Runner:
     """The runner for one run of ``agent``.
 
@@ -152,12 +215,22 @@ def compile_tree(
     ):
         msg = f"max_concurrency must be an int >= 1, got {max_concurrency!r}"
         raise ValueError(msg)
+    budgets: tuple[Budget, ...] = ()
+    if budget is not None:
+        from ._spend import Budget, budget_of, check_budget
+
+        limit = budget.limit if isinstance(budget, Budget) else budget
+        if not isinstance(limit, Usage):
+            msg = f"run(): budget must be a Usage or a Budget, got {type(budget).__name__} {budget!r}"
+            raise TypeError(msg)
+        check_budget(agent, limit, "run(budget=...)")
+        budgets = (budget_of(budget, "run"),)
     observed = observer is not None
-    reusable = max_concurrency is None and not leaf_layers
+    reusable = max_concurrency is None and not leaf_layers and not budgets
     slot = _PLAN_KEYS[observed]
     plan: Runner | None = node_cache(agent).get(slot) if reusable else None
     if plan is None:
-        env = Env(limiters=(PriorityLimiter(max_concurrency),) if max_concurrency else ())
+        env = Env(limiters=(PriorityLimiter(max_concurrency),) if max_concurrency else (), budgets=budgets)
         compiler = Compiler(observed=observed, leaf_layers=leaf_layers)
         plan = compiler.compile(agent, env)
         if reusable and not compiler.per_run:
@@ -226,6 +299,7 @@ def _compile_leaf(c: Compiler, leaf: Leaf[Any, Any, Any], env: Env) -> Runner:
         and not c.leaf_layers
         and not env.windows
         and len(env.limiters) <= 1
+        and not _spends(leaf, env)
     ):
         return _observed_agent_leaf(leaf, env)
     if (
@@ -234,6 +308,7 @@ def _compile_leaf(c: Compiler, leaf: Leaf[Any, Any, Any], env: Env) -> Runner:
         and env.executor is None
         and not c.leaf_layers
         and not env.windows
+        and not _spends(leaf, env)
     ):
         return _limited_agent_leaf(leaf, env.limiters[0], env.priority)
     runner = _base_leaf_runner(leaf)
@@ -241,6 +316,12 @@ def _compile_leaf(c: Compiler, leaf: Leaf[Any, Any, Any], env: Env) -> Runner:
         from ._executors import executor_leaf_runner
 
         runner = executor_leaf_runner(env.executor, leaf, runner)
+    if env.budgets or (c.observed and leaf.spend is not None):
+        # Inside the events: a refused leaf starts and fails with OverBudget,
+        # and its ``charged`` event comes before its terminal one.
+        from ._spend import metered_leaf
+
+        runner = metered_leaf(c, leaf, env, runner)
     if c.observed:
         # Inside admission: a leaf starts when it has its slots and rate
         # tokens, so its events time its own run, not its wait.
@@ -256,6 +337,11 @@ def _compile_leaf(c: Compiler, leaf: Leaf[Any, Any, Any], env: Env) -> Runner:
     if c.observed:
         runner._observed = True  # type: ignore[attr-defined]  # events are inside
     return runner
+
+
+def _spends(leaf: Leaf[Any, Any, Any], env: Env) -> bool:
+    """Does this leaf need the general path for spend (budgets, costs, cache)?"""
+    return bool(env.budgets) or leaf.spend is not None or leaf.cached is not None
 
 
 def _limited_agent_leaf(leaf: Leaf[Any, Any, Any], limiter: PriorityLimiter, priority: Any) -> Runner:
@@ -494,6 +580,16 @@ def _compile_limit(c: Compiler, node: Limit[Any, Any, Any], env: Env) -> Runner:
     limiter = PriorityLimiter(node.n)
     c.per_run = True  # the limiter is this run's
     inner_env = attrs.evolve(env, limiters=env.limiters + (limiter,))
+    return _child_under(c, node.inner, inner_env)
+
+
+@compiles(Budgeted)
+def _compile_budget(c: Compiler, node: Budgeted[Any, Any, Any], env: Env) -> Runner:
+    from ._spend import Budget, budget_of
+
+    if not isinstance(node.limit, Budget):
+        c.per_run = True  # a budget made from a Usage is this run's
+    inner_env = attrs.evolve(env, budgets=env.budgets + (budget_of(node.limit, node.name),))
     return _child_under(c, node.inner, inner_env)
 
 
