@@ -41,6 +41,9 @@ from ._executors import in_task as in_task
 from ._executors import processes as processes
 from ._executors import remote_traceback as remote_traceback
 from ._expr import Agent as Agent
+from ._estimate import Estimate as Estimate
+from ._estimate import Unbounded as Unbounded
+from ._estimate import estimate as estimate
 from ._spend import Budget as Budget
 from ._spend import Charge as Charge
 from ._spend import OverBudget as OverBudget
@@ -117,6 +120,7 @@ __all__ = [
     "Confident",
     "Crashed",
     "CycleError",
+    "Estimate",
     "Event",
     "EventKind",
     "Executor",
@@ -152,6 +156,7 @@ __all__ = [
     "RetryAfter",
     "RunReport",
     "TimedOut",
+    "Unbounded",
     "Usage",
     "Workflow",
     "WorkflowFailed",
@@ -167,6 +172,7 @@ __all__ = [
     "converter",
     "current_leaf",
     "each",
+    "estimate",
     "fail",
     "first_success",
     "in_task",

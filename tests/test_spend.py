@@ -444,3 +444,14 @@ def test_over_budget_is_named_with_what_did_not_fit() -> None:
     assert not b.fits(b.vector(Usage(calls=1)))
     assert b.fits(b.vector(Usage(cost=0.5)))
 
+
+
+async def test_stream_budget_covers_every_input(autojump_clock: trio.testing.MockClock) -> None:
+    from combinators import stream
+
+    step = priced("step", Usage(cost=1.0), delay=1)
+    hold = Budget(Usage(cost=3.0))
+    async with stream(step, range(10), max_concurrency=2, budget=hold) as outcomes:
+        got = sorted([(i, isinstance(r, Success)) async for i, r in outcomes])
+    # Two at a time: 0-1 run, 2 runs after them (2 + 1 fits 3), the rest are refused.
+    assert sum(ok for _, ok in got) == 3 and hold.spent == Usage(cost=3.0)
