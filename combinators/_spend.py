@@ -29,7 +29,7 @@ import functools
 from collections.abc import Iterator
 from contextvars import ContextVar
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import attrs
 import trio
@@ -38,6 +38,7 @@ from returns.result import Failure, Result
 from ._exceptions import BuildError
 
 if TYPE_CHECKING:
+    from ._budget_postgres import PostgresBudget
     from ._expr import Agent, Leaf
     from ._plan import Compiler, Env
     from ._types import Runner
@@ -242,6 +243,21 @@ class Budget:
     ('hourly', Usage(calls=2, input_tokens=None, output_tokens=None, cost=None))
     """
 
+    #: Whether reservations go to a store shared with other processes (awaited).
+    remote: ClassVar[bool] = False
+
+    @staticmethod
+    def postgres(dsn: str, limit: Usage, *, name: str, lease: float = 30.0) -> PostgresBudget:
+        """A budget shared by every process that names it in the PostgreSQL database at ``dsn``.
+
+        Each leaf call holds a reservation row with a ``lease`` (seconds)
+        renewed while it runs; a killed process's reservations are released
+        when their leases expire.  Give every process the same ``limit``.
+        """
+        from ._budget_postgres import PostgresBudget
+
+        return PostgresBudget(dsn, limit, name=name, lease=lease)
+
     def __init__(self, limit: Usage, *, name: str = "budget") -> None:
         if not isinstance(limit, Usage):
             msg = f"Budget(): the limit must be a Usage, got {type(limit).__name__} {limit!r}"
@@ -372,11 +388,14 @@ def metered_leaf(c: Compiler, leaf: Leaf[Any, Any, Any], env: Env, runner: Runne
     from ._observe import ATTEMPT, EventKind, emit
 
     declared: Usage | None = leaf.spend
-    budgets: tuple[Budget, ...] = env.budgets
+    budgets: tuple[Budget, ...] = tuple(b for b in env.budgets if not b.remote)
+    remotes: tuple[PostgresBudget, ...] = tuple(b for b in env.budgets if b.remote)  # type: ignore[misc]
     asks = tuple(b.vector(declared) for b in budgets)
     pairs = tuple(zip(budgets, asks, strict=True))
     observed = c.observed
     kind = leaf.kind
+    if remotes:
+        return _remote_metered(runner, declared, pairs, remotes, observed, kind)
 
     async def run_metered(x: Any, path: str) -> Result[Any, Any]:
         for budget, ask in pairs:
@@ -399,6 +418,67 @@ def metered_leaf(c: Compiler, leaf: Leaf[Any, Any, Any], env: Env, runner: Runne
                 emit(EventKind.CHARGED, path, node=kind, attempt=ATTEMPT.get(), value=Charge(used, declared))
 
     return run_metered
+
+
+def _remote_metered(
+    runner: Runner,
+    declared: Usage | None,
+    pairs: tuple[tuple[Budget, tuple[int | Fraction, ...]], ...],
+    remotes: tuple[PostgresBudget, ...],
+    observed: bool,
+    kind: str,
+) -> Runner:
+    """``metered_leaf`` with budgets in a shared store: reservations there are awaited.
+
+    The in-process budgets are reserved first (atomically, as always), then
+    each shared one in turn; a refusal anywhere gives back what was taken.
+    While the leaf runs, a task renews its shared reservations' leases.
+    """
+    from ._cancel import open_nursery
+    from ._observe import ATTEMPT, EventKind, emit
+
+    async def give_back(held: list[tuple[PostgresBudget, str]], used: Usage | None) -> None:
+        for budget, rid in held:
+            await budget.settle_remote(rid, used)
+
+    async def run_remote_metered(x: Any, path: str) -> Result[Any, Any]:
+        for budget, ask in pairs:
+            if not budget.fits(ask):
+                refused = budget.refusal(declared, path)
+                await trio.lowlevel.checkpoint()
+                return Failure(refused)
+        for budget, ask in pairs:
+            budget.take(ask)
+        held: list[tuple[PostgresBudget, str]] = []
+        meter = _Meter()
+        started = False
+        try:
+            for remote in remotes:
+                got = await remote.reserve(declared, path)
+                if isinstance(got, OverBudget):
+                    return Failure(got)
+                held.append((remote, got))
+            started = True
+            token = _METER.set(meter)
+            try:
+                async with open_nursery() as nursery:
+                    for remote, rid in held:
+                        nursery.start_soon(remote.keep_alive, rid)
+                    try:
+                        return await runner(x, path)
+                    finally:
+                        nursery.cancel_scope.cancel()
+            finally:
+                _METER.reset(token)
+        finally:
+            used = (meter.used if meter.used is not None else declared) if started else None
+            for budget, ask in pairs:
+                budget.settle(ask, budget.vector(used))
+            await give_back(held, used)
+            if observed and used is not None:
+                emit(EventKind.CHARGED, path, node=kind, attempt=ATTEMPT.get(), value=Charge(used, declared))
+
+    return run_remote_metered
 
 
 def budget_of(limit: Usage | Budget, name: str) -> Budget:
