@@ -22,6 +22,7 @@ Layering (dependencies point one way):
 
 from __future__ import annotations
 
+from ._cache import Cache as Cache
 from ._control import NoBranch as NoBranch
 from ._control import repeat as repeat
 from ._control import switch as switch
@@ -116,6 +117,7 @@ __all__ = [
     "Block",
     "Budget",
     "BuildError",
+    "Cache",
     "Charge",
     "Confident",
     "Crashed",

@@ -36,6 +36,7 @@ from ._exceptions import AgentTypeError, BuildError, Crashed, TimedOut
 from ._types import _E, _E2, _O, _O2, _Err_co, _I, _In_contra, _Out_co, _Ts
 
 if TYPE_CHECKING:
+    from ._cache import Cache
     from ._executors import Executor
     from ._retry import Backoff
     from ._spend import Budget, OverBudget, Usage
@@ -481,6 +482,21 @@ class Agent(Generic[_In_contra, _Out_co, _Err_co]):
             msg = f"{where}: expected a Usage or a Budget, got {type(limit).__name__} {limit!r}"
             raise BuildError(msg)
         return Budgeted(self, limit)
+
+    def cache(
+        self, store: Cache, *, ttl: float | timedelta | None = None, failures: bool = False
+    ) -> Agent[_In_contra, _Out_co, _Err_co]:
+        """Answer this leaf from ``store`` when it already ran on an equal input.
+
+        Keyed by the leaf's name, its ``versioned()`` version and the input's
+        hash; successes are kept (and permanent failures with
+        ``failures=True``) for ``ttl`` seconds (``None``: for ever).  A hit
+        reserves and charges nothing.  Identical calls in flight at once run
+        once.  See docs/spend.md.
+        """
+        from ._cache import cached_leaf
+
+        return cached_leaf(self, store, ttl=None if ttl is None else _seconds(ttl, f"{self.name}.cache()", "ttl"), failures=failures)
 
 
 def _require_callable(f: object, where: str) -> None:

@@ -330,6 +330,11 @@ def _compile_leaf(c: Compiler, leaf: Leaf[Any, Any, Any], env: Env) -> Runner:
         runner = _limited(runner, env.limiters, env.priority)
     if env.windows:
         runner = _rated(runner, env.windows)
+    if leaf.cached is not None:
+        # Outside admission and budgets: a hit takes no slot and reserves nothing.
+        from ._cache import cache_layer
+
+        runner = cache_layer(c, leaf, env, runner)
     # Layers (the journal) go outside admission: a leaf replayed from the
     # journal takes no limiter slot and no rate token (and reports itself).
     for layer in c.leaf_layers:
