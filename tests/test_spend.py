@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
@@ -455,3 +456,41 @@ async def test_stream_budget_covers_every_input(autojump_clock: trio.testing.Moc
         got = sorted([(i, isinstance(r, Success)) async for i, r in outcomes])
     # Two at a time: 0-1 run, 2 runs after them (2 + 1 fits 3), the rest are refused.
     assert sum(ok for _, ok in got) == 3 and hold.spent == Usage(cost=3.0)
+
+
+# --------------------------------------------------------------------------
+# The command line
+
+
+def _cli(*args: str) -> tuple[int, str, str]:
+    import io
+
+    from combinators._cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code = main(["run", "spend_agents:batch", *args], stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_cli_estimate_prints_and_does_not_run() -> None:
+    code, out, err = _cli("--input", '["alpha", "beta", "gamma"]', "--estimate")
+    assert (code, err) == (0, "")
+    assert out == "most:  calls=3, cost=1.5\nhappy: calls=3, cost=1.5\n"
+    code, out, _ = _cli("--input", '["alpha", "beta", "gamma"]', "--estimate", "--budget", '{"cost": 1.0}')
+    assert out.startswith("most:  calls=3, cost=1.0\n")
+
+
+def test_cli_budget_stops_the_run_and_bad_budgets_are_usage_errors() -> None:
+    code, out, err = _cli("--input", '["alpha", "beta", "gamma"]', "--budget", '{"cost": 1.0}', "--no-progress")
+    assert code == 1 and out == "" and "failed with OverBudget" in err
+    code, out, _ = _cli("--input", '["alpha", "beta"]', "--budget", '{"cost": 1.0}', "--no-progress")
+    assert code == 0 and json.loads(out) == ["alp", "bet"]
+    for bad, why in [
+        ("[1]", "an object with some of the fields"),
+        ('{"dollars": 1}', "an object with some of the fields"),
+        ('{"cost": -1}', "cost must be"),
+        ('{"input_tokens": 5}', "no leaf below declares"),
+        ("{}", "sets no field"),
+    ]:
+        code, _, err = _cli("--input", "[]", "--budget", bad)
+        assert code == 2 and why in err, (bad, err)
