@@ -72,11 +72,11 @@ def main() -> None:
     base_us = _time(lambda: run(bare, inputs)) / n * 1e6
     rows: list[list[object]] = []
     for label, tree in trees.items():
-        if tree is None:
-            extra = _median_extra(lambda: run(bare, inputs), lambda: run(bare, inputs, budget=big), n)
-        else:
-            extra = _median_extra(lambda: run(bare, inputs), lambda t=tree: run(t, inputs), n)
-        rows.append([label, extra])
+
+        def other(t: Any = tree) -> Awaitable[object]:
+            return run(bare, inputs, budget=big) if t is None else run(t, inputs)
+
+        rows.append([label, _median_extra(lambda: run(bare, inputs), other, n)])
     print(table(f"admission: µs per leaf over a bare each of {n} leaves ({base_us:.2f} µs per leaf)", ["tree", "extra µs/leaf"], rows))
 
     with tempfile.TemporaryDirectory() as tmp:
