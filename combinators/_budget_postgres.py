@@ -28,7 +28,7 @@ from typing import Any
 import trio
 
 from ._exceptions import BuildError
-from ._spend import FIELDS, Budget, OverBudget, Usage
+from ._spend import FIELDS, Budget, OverBudget, Usage, _exact
 
 try:
     import psycopg
@@ -149,8 +149,9 @@ class PostgresBudget(Budget):
             )
             live = conn.execute(_LIVE, (self.name,)).fetchone()
             assert live is not None
-            for i, cap in zip(self._index, self._cap, strict=True):
-                if Fraction(spent[i]) + Fraction(live[i]) + Fraction(ask[i]) > cap:
+            limits = self.limit._values()
+            for i in self._index:
+                if Fraction(spent[i]) + Fraction(live[i]) + Fraction(ask[i]) > _exact(limits[i]):
                     return OverBudget(
                         self.name, self.limit, _usage(spent, self._fields), _usage(live, self._fields), asked, path
                     )

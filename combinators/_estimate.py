@@ -71,8 +71,8 @@ class Estimate:
     it open (``unbounded_fields`` names those).  ``happy`` is exact when
     every count is known; where the tree does not say which branch or how
     many rounds (``switch``/``when``: the dearest branch, ``repeat``: every
-    round, ``first_success`` with a hedge: every operand) it is the most
-    such a run can use.
+    round, ``first_success``: every operand in full, though the winner may
+    cancel the others early) it is the most such a run can use.
 
     >>> from combinators import Usage, each, pure
     >>> ask = pure(str.upper).costs(Usage(calls=1, cost=0.25))

@@ -311,6 +311,20 @@ def _compile_leaf(c: Compiler, leaf: Leaf[Any, Any, Any], env: Env) -> Runner:
         and not _spends(leaf, env)
     ):
         return _limited_agent_leaf(leaf, env.limiters[0], env.priority)
+    if (
+        env.budgets
+        and not c.observed
+        and leaf.mode is LeafMode.RESULT
+        and len(env.limiters) <= 1
+        and env.executor is None
+        and not c.leaf_layers
+        and not env.windows
+        and leaf.cached is None
+        and not any(b.remote for b in env.budgets)
+    ):
+        from ._spend import budgeted_agent_leaf
+
+        return budgeted_agent_leaf(leaf, env)
     runner = _base_leaf_runner(leaf)
     if env.executor is not None:
         from ._executors import executor_leaf_runner

@@ -201,5 +201,10 @@ def test_every_run_is_within_most_and_a_clean_run_is_happy(data: st.DataObject, 
     nothing_failed = isinstance(result, Success) and not any(
         e.kind in (EventKind.FAILED, EventKind.TIMED_OUT, EventKind.RETRIED) for e in rec.events
     )
-    if nothing_failed:
+    # A race's losers may be cancelled before their later steps start, so
+    # there happy is what such a run can use at most; elsewhere it is exact.
+    race = any(node.kind == "first_success" for node in tree.walk())
+    if nothing_failed and not race:
         assert (calls, cost) == (est.happy.calls, Fraction(repr(est.happy.cost)))
+    elif nothing_failed:
+        assert est.happy.calls is not None and calls <= est.happy.calls
