@@ -48,6 +48,7 @@ from ._estimate import estimate as estimate
 from ._spend import Budget as Budget
 from ._spend import Charge as Charge
 from ._spend import OverBudget as OverBudget
+from ._spend import SpendLimit as SpendLimit
 from ._spend import Usage as Usage
 from ._spend import charge as charge
 from ._expr import Parallel as Parallel
@@ -157,6 +158,7 @@ __all__ = [
     "RemoteError",
     "RetryAfter",
     "RunReport",
+    "SpendLimit",
     "TimedOut",
     "Unbounded",
     "Usage",

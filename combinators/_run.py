@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import random
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import attrs
 import trio
@@ -60,7 +60,7 @@ from ._observe import (
     observing,
 )
 from ._plan import Compiler, Env, LeafLayer, compiles, segments
-from ._spend import Budget, OverBudget, Usage
+from ._spend import Budget, SpendLimit, Usage
 from ._types import Runner
 
 if TYPE_CHECKING:
@@ -69,13 +69,13 @@ if TYPE_CHECKING:
 _I = TypeVar("_I")
 _O = TypeVar("_O")
 _E = TypeVar("_E")
+_OB = TypeVar("_OB")  # OverBudget when a budget is given, else unsolved (Never)
 
 
 # --------------------------------------------------------------------------
 # Public entry points
 
 
-@overload
 async def run(
     agent: Agent[_I, _O, _E],
     x: _I,
@@ -84,29 +84,8 @@ async def run(
     observer: Observer | None = None,
     journal: Journal | None = None,
     run_id: str | None = None,
-    budget: None = None,
-) -> Result[_O, _E]: ...
-@overload
-async def run(
-    agent: Agent[_I, _O, _E],
-    x: _I,
-    *,
-    max_concurrency: int | None = None,
-    observer: Observer | None = None,
-    journal: Journal | None = None,
-    run_id: str | None = None,
-    budget: Usage | Budget,
-) -> Result[_O, _E | OverBudget]: ...
-async def run(
-    agent: Agent[_I, _O, _E],
-    x: _I,
-    *,
-    max_concurrency: int | None = None,
-    observer: Observer | None = None,
-    journal: Journal | None = None,
-    run_id: str | None = None,
-    budget: Usage | Budget | None = None,
-) -> Result[_O, _E | OverBudget]:
+    budget: SpendLimit[_OB] | None = None,
+) -> Result[_O, _E | _OB]:
     """Run ``agent`` on ``x`` inside trio and give its ``Result``.
 
     No task outlives this call.  ``max_concurrency`` bounds how many leaves
@@ -141,7 +120,6 @@ async def run(
     return await runner(x, agent.name)
 
 
-@overload
 def run_sync(
     agent: Agent[_I, _O, _E],
     x: _I,
@@ -151,31 +129,8 @@ def run_sync(
     clock: trio.abc.Clock | None = None,
     journal: Journal | None = None,
     run_id: str | None = None,
-    budget: None = None,
-) -> Result[_O, _E]: ...
-@overload
-def run_sync(
-    agent: Agent[_I, _O, _E],
-    x: _I,
-    *,
-    max_concurrency: int | None = None,
-    observer: Observer | None = None,
-    clock: trio.abc.Clock | None = None,
-    journal: Journal | None = None,
-    run_id: str | None = None,
-    budget: Usage | Budget,
-) -> Result[_O, _E | OverBudget]: ...
-def run_sync(
-    agent: Agent[_I, _O, _E],
-    x: _I,
-    *,
-    max_concurrency: int | None = None,
-    observer: Observer | None = None,
-    clock: trio.abc.Clock | None = None,
-    journal: Journal | None = None,
-    run_id: str | None = None,
-    budget: Usage | Budget | None = None,
-) -> Result[_O, _E | OverBudget]:
+    budget: SpendLimit[_OB] | None = None,
+) -> Result[_O, _E | _OB]:
     """Start trio, run ``agent`` on ``x``, and give its ``Result``."""
     return trio.run(
         functools.partial(
@@ -198,7 +153,7 @@ def compile_tree(
     max_concurrency: int | None = None,
     observer: Observer | None = None,
     leaf_layers: tuple[LeafLayer, ...] = (),
-    budget: Usage | Budget | None = None,
+    budget: SpendLimit[Any] | None = None,
 ) -> Runner:
     """The runner for one run of ``agent``.
 
@@ -217,13 +172,12 @@ def compile_tree(
         raise ValueError(msg)
     budgets: tuple[Budget, ...] = ()
     if budget is not None:
-        from ._spend import Budget, budget_of, check_budget
+        from ._spend import budget_of, check_budget
 
-        limit = budget.limit if isinstance(budget, Budget) else budget
-        if not isinstance(limit, Usage):
+        if not isinstance(budget, Usage | Budget):
             msg = f"run(): budget must be a Usage or a Budget, got {type(budget).__name__} {budget!r}"
             raise TypeError(msg)
-        check_budget(agent, limit, "run(budget=...)")
+        check_budget(agent, budget.limit if isinstance(budget, Budget) else budget, "run(budget=...)")
         budgets = (budget_of(budget, "run"),)
     observed = observer is not None
     reusable = max_concurrency is None and not leaf_layers and not budgets

@@ -29,7 +29,7 @@ import functools
 from collections.abc import Iterator
 from contextvars import ContextVar
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol, TypeVar
 
 import attrs
 import trio
@@ -42,6 +42,19 @@ if TYPE_CHECKING:
     from ._expr import Agent, Leaf
     from ._plan import Compiler, Env
     from ._types import Runner
+
+_OB_co = TypeVar("_OB_co", covariant=True)
+
+
+class SpendLimit(Protocol[_OB_co]):
+    """What ``run(..., budget=)`` takes (a ``Usage`` or a ``Budget``): typed by the error it adds.
+
+    ``run``'s result gains ``OverBudget`` exactly when a budget is given
+    (with none, the type variable is left unsolved: ``Never``).
+    """
+
+    def _refusal(self) -> _OB_co: ...
+
 
 #: The fields of a :class:`Usage`, in order.
 FIELDS: Final = ("calls", "input_tokens", "output_tokens", "cost")
@@ -123,6 +136,10 @@ class Usage:
 
     def _values(self) -> tuple[Any, ...]:
         return (self.calls, self.input_tokens, self.output_tokens, self.cost)
+
+    def _refusal(self) -> OverBudget:
+        """The error a budget of this limit adds (for typing ``run(budget=)``; see ``SpendLimit``)."""
+        return OverBudget("budget", self, Usage(), Usage(), Usage())
 
 
 def _add(a: Any, b: Any) -> Any:
@@ -360,6 +377,10 @@ class Budget:
             spent[i] += u
             if u != a:
                 committed[i] += u - a
+
+    def _refusal(self) -> OverBudget:
+        """The error this budget adds (for typing ``run(budget=)``; see ``SpendLimit``)."""
+        return self.refusal(None, "")
 
     def refusal(self, asked: Usage | None, path: str) -> OverBudget:
         """The error for a leaf at ``path`` whose ``asked`` did not fit."""

@@ -24,13 +24,14 @@ from ._cancel import keep_first_crash, open_nursery
 from ._expr import Agent
 from ._observe import Observer
 from ._run import compile_tree
-from ._spend import Budget, OverBudget, Usage
+from ._spend import SpendLimit
 
 _I = TypeVar("_I")
 _O = TypeVar("_O")
 _E = TypeVar("_E")
 _K = TypeVar("_K")
 _T = TypeVar("_T")
+_OB = TypeVar("_OB")  # OverBudget when a budget is given, else unsolved (Never)
 
 _DONE: Any = object()
 
@@ -99,8 +100,8 @@ def stream(
     buffer: int | None = ...,
     keyed: Literal[False] = ...,
     observer: Observer | None = ...,
-    budget: None = ...,
-) -> AbstractAsyncContextManager[Outcomes[tuple[int, Result[_O, _E]]]]: ...
+    budget: SpendLimit[_OB] | None = ...,
+) -> AbstractAsyncContextManager[Outcomes[tuple[int, Result[_O, _E | _OB]]]]: ...
 @overload
 def stream(
     agent: Agent[_I, _O, _E],
@@ -110,30 +111,8 @@ def stream(
     buffer: int | None = ...,
     keyed: Literal[True],
     observer: Observer | None = ...,
-    budget: None = ...,
-) -> AbstractAsyncContextManager[Outcomes[tuple[_K, Result[_O, _E]]]]: ...
-@overload
-def stream(
-    agent: Agent[_I, _O, _E],
-    inputs: Iterable[_I] | AsyncIterable[_I],
-    *,
-    max_concurrency: int = ...,
-    buffer: int | None = ...,
-    keyed: Literal[False] = ...,
-    observer: Observer | None = ...,
-    budget: Usage | Budget,
-) -> AbstractAsyncContextManager[Outcomes[tuple[int, Result[_O, _E | OverBudget]]]]: ...
-@overload
-def stream(
-    agent: Agent[_I, _O, _E],
-    inputs: Iterable[tuple[_K, _I]] | AsyncIterable[tuple[_K, _I]],
-    *,
-    max_concurrency: int = ...,
-    buffer: int | None = ...,
-    keyed: Literal[True],
-    observer: Observer | None = ...,
-    budget: Usage | Budget,
-) -> AbstractAsyncContextManager[Outcomes[tuple[_K, Result[_O, _E | OverBudget]]]]: ...
+    budget: SpendLimit[_OB] | None = ...,
+) -> AbstractAsyncContextManager[Outcomes[tuple[_K, Result[_O, _E | _OB]]]]: ...
 def stream(
     agent: Agent[Any, Any, Any],
     inputs: Iterable[Any] | AsyncIterable[Any],
@@ -142,7 +121,7 @@ def stream(
     buffer: int | None = None,
     keyed: bool = False,
     observer: Observer | None = None,
-    budget: Usage | Budget | None = None,
+    budget: SpendLimit[Any] | None = None,
 ) -> AbstractAsyncContextManager[Outcomes[tuple[Any, Result[Any, Any]]]]:
     """Run ``agent`` on every input, yielding ``(key, Result)`` as each finishes.
 
@@ -196,7 +175,7 @@ async def _open(
     buffer: int,
     keyed: bool,
     observer: Observer | None,
-    budget: Usage | Budget | None = None,
+    budget: SpendLimit[Any] | None = None,
 ) -> AsyncIterator[Outcomes[tuple[Any, Result[Any, Any]]]]:
     runner = compile_tree(agent, max_concurrency=width, observer=observer, budget=budget)
     name = agent.name
