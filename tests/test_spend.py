@@ -494,3 +494,35 @@ def test_cli_budget_stops_the_run_and_bad_budgets_are_usage_errors() -> None:
     ]:
         code, _, err = _cli("--input", "[]", "--budget", bad)
         assert code == 2 and why in err, (bad, err)
+
+
+async def test_otel_spans_carry_usage_and_cache_hits(autojump_clock: trio.testing.MockClock) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from combinators import Cache
+    from combinators.otel import OtelObserver
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    observer = OtelObserver(provider.get_tracer("test"))
+    greedy = priced("greedy", Usage(calls=1, cost=0.5), Usage(calls=1, cost=0.75)).cache(Cache.memory())
+    await run(greedy, 1, observer=observer)
+    await run(greedy, 1, observer=observer)
+    first, second = exporter.get_finished_spans()
+    assert first.attributes is not None and second.attributes is not None
+    assert first.attributes["combinators.usage.cost"] == 0.75 and first.attributes["combinators.usage.calls"] == 1
+    assert tuple(first.attributes["combinators.overspent"]) == ("cost",)  # type: ignore[arg-type]
+    assert second.attributes["combinators.cache_hit"] is True and "combinators.usage.cost" not in second.attributes
+
+
+def test_events_with_charges_round_trip_through_json() -> None:
+    from combinators import Event
+
+    event = Event(EventKind.CHARGED, "p/a", 1.0, "leaf", 1, None, Charge(Usage(cost=0.5), Usage(cost=1.0)))
+    data = converter.unstructure(event)
+    assert data["kind"] == "charged" and data["value"] == {"used": {"calls": None, "input_tokens": None, "output_tokens": None, "cost": 0.5}, "declared": {"calls": None, "input_tokens": None, "output_tokens": None, "cost": 1.0}}
+    back = converter.structure(data, Event)
+    assert back.kind is EventKind.CHARGED and converter.structure(back.value, Charge) == event.value
