@@ -14,10 +14,13 @@ Layering (dependencies point one way):
 * ``_limits`` (priority limiter, rate window), ``_notes`` (how escaping
   bugs are labelled), ``_cancel`` (fail-fast nurseries), ``_observe``
   (events) and ``_journal*`` (durable runs) serve the interpreter;
-  ``_report``, ``_trace``, ``otel``, ``_mermaid``, ``_json`` and ``_cli``
-  read trees and events; ``orchestration`` is the object-style API on top,
+  ``_report``, ``_trace``, ``_progress`` (rich, imported on use), ``otel``,
+  ``_mermaid``, ``_json`` and ``_cli`` read trees and events; ``orchestration`` is the object-style API on top,
   building trees only (it registers no rule); ``testing`` helps users test
   their own trees.
+* ``aio`` (public) runs trees from asyncio: ``_aio`` hosts a trio guest run
+  per event loop; ``_aio_leaf`` is the trio side of asyncio leaves, read by
+  the leaf rules.
 """
 
 from __future__ import annotations
@@ -71,13 +74,16 @@ from ._fanout import vote as vote
 from ._json import ForeignException as ForeignException
 from ._json import converter as converter
 from ._journal import Journal as Journal
+from ._journal import JournalCorrupt as JournalCorrupt
 from ._journal import JournalMismatch as JournalMismatch
 from ._journal import JournalRecord as JournalRecord
+from ._journal import JournalWriteError as JournalWriteError
 from ._journal import LeafContext as LeafContext
 from ._journal import Permanent as Permanent
 from ._journal import current_leaf as current_leaf
 from ._journal import versioned as versioned
 from ._limits import PriorityLimiter as PriorityLimiter
+from ._limits import StartWindow as StartWindow
 from ._mermaid import Block as Block
 from ._mermaid import MermaidGraph as MermaidGraph
 from ._mermaid import to_mermaid as to_mermaid
@@ -86,6 +92,7 @@ from ._observe import EventKind as EventKind
 from ._observe import Observer as Observer
 from ._observe import Recorder as Recorder
 from ._observe import combine as combine
+from ._progress import Progress as Progress
 from ._ray import RayCluster as RayCluster
 from ._ray import ray_cluster as ray_cluster
 from ._report import NodeReport as NodeReport
@@ -131,8 +138,10 @@ __all__ = [
     "GaveUp",
     "HasConfidence",
     "Journal",
+    "JournalCorrupt",
     "JournalMismatch",
     "JournalRecord",
+    "JournalWriteError",
     "LeafContext",
     "MermaidGraph",
     "NoBranch",
@@ -153,12 +162,14 @@ __all__ = [
     "Priority",
     "PriorityLimiter",
     "ProcessPool",
+    "Progress",
     "RayCluster",
     "Recorder",
     "RemoteError",
     "RetryAfter",
     "RunReport",
     "SpendLimit",
+    "StartWindow",
     "TimedOut",
     "Unbounded",
     "Usage",

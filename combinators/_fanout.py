@@ -462,7 +462,8 @@ def _each_runner(c: Compiler, node: Each[Any, Any, Any], env: Env, *, keep_going
     at_most = node.at_most
     if isinstance(node.inner, Limit):
         # each(a.limit(n)): every element passes through that one limiter,
-        # so no more than n can run: n workers, not a task per element.
+        # so no more than n can run: n workers, not a task per element
+        # (a shared limiter too: n is its size).
         width = node.inner.n if width is None else min(width, node.inner.n)
 
     async def run_each(x: Any, path: str) -> Result[Any, Any]:

@@ -23,7 +23,7 @@ from returns.result import Result
 from ._cancel import keep_first_crash, open_nursery
 from ._expr import Agent
 from ._observe import Observer
-from ._run import compile_tree
+from ._run import compile_tree, outside_trio_message
 from ._spend import SpendLimit
 
 _I = TypeVar("_I")
@@ -177,6 +177,8 @@ async def _open(
     observer: Observer | None,
     budget: SpendLimit[Any] | None = None,
 ) -> AsyncIterator[Outcomes[tuple[Any, Result[Any, Any]]]]:
+    if not trio.lowlevel.in_trio_task():
+        raise RuntimeError(outside_trio_message("stream()"))
     runner = compile_tree(agent, max_concurrency=width, observer=observer, budget=budget)
     name = agent.name
     source = _Source(inputs)

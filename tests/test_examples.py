@@ -115,6 +115,24 @@ EXAMPLES: dict[str, Check] = {
         contains("same recommendation as examples.hierarchical: True"),
         lambda out: _count(out, "same recommendation as examples.hierarchical: True", 5),
     ),
+    # -- asyncio hosts (combinators.aio, docs/asyncio.md) --
+    "service": both(
+        matches(r"^a\s+200 \{'id': 'a', 'summary': 'Structured concurrency makes\.\.\.', 'label': 'long'"),
+        matches(r"^c\s+502 \{'error': \"LLMError\(reason='empty document'\)\"\}", r"^slow\s+504 "),
+        contains("dropped: started ['fetch'], cancelled ['fetch']"),
+        matches(r"LLM calls at once, at most: [123] \(limiter of 3\)"),
+    ),
+    "llm_http": both(
+        contains(
+            "httpx   'busy servers ask clients to wait': 6 words, the longest 'servers'",
+            "httpx   'explain trio guest mode briefly': 5 words, the longest 'explain'",
+            "aiohttp <Success: 6 words, the longest 'aiohttp'>",
+            "httpx   <Success: 6 words, the longest 'aiohttp'>",
+            "stall   <Failure: TimedOut(",
+            "429s retried after the server's Retry-After of 0.1s: True (3 prompts)",
+        ),
+        matches(r"requests in flight at the stub, at most: [12] \(limiter of 2\)"),
+    ),
     "error_recovery": both(
         matches(
             rf"^AAPL: buy \(from the primary analysis, confidence 0\.90\)  {TIME}",
