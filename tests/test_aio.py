@@ -864,7 +864,10 @@ def test_run_sync_inside_a_loop_that_hosts_aio_run_still_works() -> None:
 def test_aio_run_takes_a_budget_as_run_does() -> None:
     from combinators import OverBudget, Usage
 
-    tree = each(pure(lambda x: x).named("call").costs(Usage(calls=1))).limit(1)
+    def same(x: int) -> int:
+        return x
+
+    tree = each(pure(same).costs(Usage(calls=1))).limit(1)
     over = asyncio.run(aio.run(tree, [1, 2, 3], budget=Usage(calls=2)))
     assert isinstance(over, Failure)
     assert isinstance(over.failure(), OverBudget)
