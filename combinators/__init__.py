@@ -25,6 +25,7 @@ Layering (dependencies point one way):
 
 from __future__ import annotations
 
+from ._cache import Cache as Cache
 from ._control import NoBranch as NoBranch
 from ._control import repeat as repeat
 from ._control import switch as switch
@@ -44,6 +45,15 @@ from ._executors import in_task as in_task
 from ._executors import processes as processes
 from ._executors import remote_traceback as remote_traceback
 from ._expr import Agent as Agent
+from ._estimate import Estimate as Estimate
+from ._estimate import Unbounded as Unbounded
+from ._estimate import estimate as estimate
+from ._spend import Budget as Budget
+from ._spend import Charge as Charge
+from ._spend import OverBudget as OverBudget
+from ._spend import SpendLimit as SpendLimit
+from ._spend import Usage as Usage
+from ._spend import charge as charge
 from ._expr import Parallel as Parallel
 from ._expr import Priority as Priority
 from ._expr import agent as agent
@@ -113,10 +123,14 @@ __all__ = [
     "AllFailed",
     "Backoff",
     "Block",
+    "Budget",
     "BuildError",
+    "Cache",
+    "Charge",
     "Confident",
     "Crashed",
     "CycleError",
+    "Estimate",
     "Event",
     "EventKind",
     "Executor",
@@ -142,6 +156,7 @@ __all__ = [
     "NodeSucceeded",
     "Observer",
     "Outcomes",
+    "OverBudget",
     "Parallel",
     "Permanent",
     "Priority",
@@ -153,8 +168,11 @@ __all__ = [
     "RemoteError",
     "RetryAfter",
     "RunReport",
+    "SpendLimit",
     "StartWindow",
     "TimedOut",
+    "Unbounded",
+    "Usage",
     "Workflow",
     "WorkflowFailed",
     "WorkflowResult",
@@ -163,11 +181,13 @@ __all__ = [
     "average_confidence",
     "both",
     "build_report",
+    "charge",
     "collect",
     "combine",
     "converter",
     "current_leaf",
     "each",
+    "estimate",
     "fail",
     "first_success",
     "in_task",

@@ -44,10 +44,12 @@ from ._run import run as trio_run
 if TYPE_CHECKING:
     from ._journal import Journal
     from ._observe import Observer
+    from ._spend import SpendLimit
 
 _I = TypeVar("_I")
 _O = TypeVar("_O")
 _E = TypeVar("_E")
+_OB = TypeVar("_OB")  # OverBudget when a budget is given (as for run)
 
 
 class GuestBridge:
@@ -372,7 +374,8 @@ async def run(
     observer: Observer | None = None,
     journal: Journal | None = None,
     run_id: str | None = None,
-) -> Result[_O, _E]:
+    budget: SpendLimit[_OB] | None = None,
+) -> Result[_O, _E | _OB]:
     """Run ``agent`` on ``x`` from asyncio code and give its ``Result``: ``run`` for asyncio.
 
     Same arguments and result as :func:`combinators.run`.  The tree runs in
@@ -390,7 +393,13 @@ async def run(
     request = _Request(
         agent,
         x,
-        {"max_concurrency": max_concurrency, "observer": observer, "journal": journal, "run_id": run_id},
+        {
+            "max_concurrency": max_concurrency,
+            "observer": observer,
+            "journal": journal,
+            "run_id": run_id,
+            "budget": budget,
+        },
         host.loop.create_future(),
     )
     try:
@@ -399,7 +408,7 @@ async def run(
         msg = "combinators.aio: the event loop is shutting down"
         raise RuntimeError(msg) from exc
     try:
-        result: Result[_O, _E] = await asyncio.shield(request.done)
+        result: Result[_O, _E | _OB] = await asyncio.shield(request.done)
     except asyncio.CancelledError:
         me = asyncio.current_task()
         if request.done.cancelled() and me is not None and not me.cancelling():

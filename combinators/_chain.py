@@ -165,7 +165,9 @@ def _inlinable(c: Compiler, node: Agent[Any, Any, Any], env: Env) -> int | None:
     """The inline op for a plain leaf with nothing wrapped around it, or None."""
     if type(node) is not Leaf or c.observed or c.leaf_layers:
         return None
-    if env.limiters or env.windows or env.executor is not None:
+    if env.limiters or env.windows or env.executor is not None or env.budgets:
+        return None
+    if node.spend is not None or node.cached is not None:
         return None
     if is_host_call(node.fn):
         c.host_leaves = True  # inlined, it still needs the run's asyncio loop

@@ -12,6 +12,10 @@ that receives the run's input), mapped up through any node class on the way
 that defines ``_input_type(self, inner_type)`` (and ``each``, which turns
 ``T`` into ``list[T]``); ``Any`` (the JSON as is) when there is none.
 
+``--estimate`` prints what the run can cost (``estimate``: most and happy
+usage, and any node it cannot bound) and runs nothing; ``--budget JSON``
+(``{"cost": 5.0}``) holds the run to a spend budget (docs/spend.md).
+
 Exit status: 0 success; 1 the agent failed (the error value, as JSON, is
 printed on stderr); 2 bad usage (a ``MODULE:ATTR`` that cannot be loaded
 or exits when imported, input that is not JSON, too deep, or does not fit
@@ -53,6 +57,7 @@ from ._observe import Observer, Recorder, combine
 from ._progress import Progress
 from ._report import build_report
 from ._run import run
+from ._spend import FIELDS, Usage
 from ._trace import write_trace
 
 EXIT_OK = 0
@@ -176,6 +181,23 @@ def parse_input(text: str, tp: Any) -> Any:
         raise UsageError(msg) from exc
 
 
+def parse_budget(text: str, agent: Agent[Any, Any, Any]) -> Usage:
+    """The ``--budget`` JSON (``{"cost": 5.0}``) as a ``Usage`` this tree can be held to."""
+    from ._spend import Budget, check_budget
+
+    try:
+        data = json.loads(text)
+        if not isinstance(data, dict) or not set(data) <= set(FIELDS):
+            raise ValueError(f"an object with some of the fields {', '.join(FIELDS)}")
+        limit = Usage(**data)
+        Budget(limit)
+        check_budget(agent, limit, "--budget")
+    except (ValueError, TypeError) as exc:
+        msg = f"--budget {text!r}: {exc}"
+        raise UsageError(msg) from exc
+    return limit
+
+
 def _clip(text: str, most: int = 200) -> str:
     """``repr(text)``, cut to ``most`` characters: a message stays one readable line."""
     shown = repr(text)
@@ -222,6 +244,13 @@ def _run_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
         tp = input_type(agent)
     text = sys.stdin.read() if args.input == "-" else args.input
     x = parse_input(text, tp)
+    budget = parse_budget(args.budget, agent) if args.budget is not None else None
+    if args.estimate:
+        # Print what the run could cost and stop: nothing runs.
+        from ._estimate import estimate
+
+        stdout.write(estimate(agent if budget is None else agent.budget(budget), x).text() + "\n")
+        return EXIT_OK
     if args.trace is not None:
         check_writable(args.trace)
     if args.mermaid:
@@ -255,6 +284,7 @@ def _run_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
         max_concurrency=args.max_concurrency,
         journal=journal,
         run_id=args.run_id,
+        budget=budget,
     )
     if has_asyncio_leaves(agent):
         # Leaves that run on asyncio: the run goes through an asyncio loop
@@ -429,6 +459,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--no-progress", action="store_true", help="no live progress display")
     r.add_argument("--journal", metavar="URL", help="journal URL (sqlite:PATH or postgresql://...) to make the run resumable")
     r.add_argument("--run-id", metavar="ID", help="the run's id in the journal; run the same command again to resume")
+    r.add_argument("--budget", metavar="JSON", help='a spend budget for the run, e.g. \'{"cost": 5.0}\' (docs/spend.md)')
+    r.add_argument("--estimate", action="store_true", help="print what the run can cost (most, happy) and do not run it")
     m = sub.add_parser("mermaid", help="print the Mermaid drawing of an agent")
     m.add_argument("target", metavar="MODULE:ATTR")
     return p

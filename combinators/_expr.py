@@ -37,9 +37,11 @@ from ._exceptions import AgentTypeError, BuildError, Crashed, TimedOut
 from ._types import _E, _E2, _O, _O2, _Err_co, _I, _In_contra, _Out_co, _Ts
 
 if TYPE_CHECKING:
+    from ._cache import Cache
     from ._executors import Executor
     from ._limits import PriorityLimiter, StartWindow
     from ._retry import Backoff
+    from ._spend import Budget, OverBudget, Usage
 
 _K = TypeVar("_K")
 _Res = TypeVar("_Res")  # Parallel's tuple of per-operand Result types (invariant)
@@ -513,6 +515,71 @@ class Agent(Generic[_In_contra, _Out_co, _Err_co]):
 
         return make_bind(self, f, key)
 
+    # -- spend (docs/spend.md) ----------------------------------------------
+
+    def costs(self, usage: Usage) -> Agent[_In_contra, _Out_co, _Err_co]:
+        """Declare the most one call of this leaf may use (reserved under a budget).
+
+        Only leaves declare: a composite's usage is its leaves'.
+
+        >>> from combinators import Usage, pure
+        >>> pure(str.upper).costs(Usage(calls=1, cost=0.02)).spend
+        Usage(calls=1, input_tokens=None, output_tokens=None, cost=0.02)
+        """
+        from ._spend import Usage
+
+        where = f"{self.name}.costs()"
+        if not isinstance(usage, Usage):
+            msg = f"{where}: expected a Usage, got {type(usage).__name__} {usage!r}"
+            raise BuildError(msg)
+        if not isinstance(self, Leaf):
+            msg = (
+                f"{where}: only a leaf (agent(), lift(), pure()) declares costs, got a {self.kind} node; "
+                f"declare them on its leaves"
+            )
+            raise BuildError(msg)
+        return attrs.evolve(self, spend=usage)
+
+    def budget(self, limit: Usage | Budget) -> Agent[_In_contra, _Out_co, _Err_co | OverBudget]:
+        """Reserve every leaf call below in ``limit`` before it starts; fail with ``OverBudget`` if it does not fit.
+
+        A ``Usage`` is a fresh budget for each run; a ``Budget`` object is
+        shared by every tree and run it is attached to.  A budget that limits
+        a field no leaf below declares (``.costs``) is refused now.
+
+        >>> from combinators import Usage, pure, run_sync
+        >>> step = pure(str.upper).costs(Usage(cost=0.5))
+        >>> run_sync((step >> step >> step).budget(Usage(cost=1.0)), "a").failure().asked
+        Usage(calls=None, input_tokens=None, output_tokens=None, cost=0.5)
+        """
+        from ._spend import Budget, Usage, check_budget
+
+        where = f"{self.name}.budget()"
+        if isinstance(limit, Usage):
+            Budget(limit, name="budget")  # checks the limit itself
+            check_budget(self, limit, where)
+        elif isinstance(limit, Budget):
+            check_budget(self, limit.limit, where)
+        else:
+            msg = f"{where}: expected a Usage or a Budget, got {type(limit).__name__} {limit!r}"
+            raise BuildError(msg)
+        return Budgeted(self, limit)
+
+    def cache(
+        self, store: Cache, *, ttl: float | timedelta | None = None, failures: bool = False
+    ) -> Agent[_In_contra, _Out_co, _Err_co]:
+        """Answer this leaf from ``store`` when it already ran on an equal input.
+
+        Keyed by the leaf's name, its ``versioned()`` version and the input's
+        hash; successes are kept (and permanent failures with
+        ``failures=True``) for ``ttl`` seconds (``None``: for ever).  A hit
+        reserves and charges nothing.  Identical calls in flight at once run
+        once.  See docs/spend.md.
+        """
+        from ._cache import cached_leaf
+
+        return cached_leaf(self, store, ttl=None if ttl is None else _seconds(ttl, f"{self.name}.cache()", "ttl"), failures=failures)
+
 
 def _require_callable(f: object, where: str) -> None:
     if not callable(f):
@@ -547,6 +614,10 @@ class Leaf(Agent[_In_contra, _Out_co, _Err_co]):
     fn: Callable[[Any], Any]
     mode: LeafMode
     is_async: bool
+    #: What one call may use (``.costs``); None: nothing declared.
+    spend: Usage | None = attrs.field(default=None, kw_only=True)
+    #: Where its outcomes are cached (``.cache``); None: not cached.
+    cached: Any = attrs.field(default=None, kw_only=True)
     kind: ClassVar[str] = "leaf"
 
     def _default_name(self) -> str:
@@ -556,6 +627,10 @@ class Leaf(Agent[_In_contra, _Out_co, _Err_co]):
         text = f"{self.mode.value}({_fn_name(self.fn)})"
         if self.label is not None:
             text += f".named({self.label!r})"
+        if self.spend is not None:
+            text += f".costs({self.spend!r})"
+        if self.cached is not None:
+            text += f".cache({self.cached!r})"
         return [text]
 
 
@@ -858,3 +933,13 @@ class Rate(Agent[_In_contra, _Out_co, _Err_co]):
     shared: StartWindow | None = None
     kind: ClassVar[str] = "rate"
 
+
+
+@final
+@attrs.frozen(eq=False, repr=False)
+class Budgeted(Agent[_In_contra, _Out_co, _Err_co]):
+    """``inner.budget(limit)``: a ``Usage`` (one budget per run) or a shared ``Budget``."""
+
+    inner: Agent[Any, Any, Any]
+    limit: Any
+    kind: ClassVar[str] = "budget"

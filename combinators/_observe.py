@@ -33,6 +33,10 @@ class EventKind(enum.Enum):
     RETRIED = "retried"
     TIMED_OUT = "timed_out"
     CANCELLED = "cancelled"
+    #: A leaf call's usage (``value`` is a ``Charge``), just before its terminal event.
+    CHARGED = "charged"
+    #: A leaf answered from its cache (``value`` is the answer), between its start and terminal events.
+    CACHED = "cached"
 
 
 # Module-level names for the hot paths: a global read is as cheap as a

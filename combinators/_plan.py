@@ -30,6 +30,7 @@ from ._types import Runner
 
 if TYPE_CHECKING:
     from ._limits import Admission, SharedWindow, StartWindow
+    from ._spend import Budget
 
 _N = TypeVar("_N", bound=Agent[Any, Any, Any])
 
@@ -60,6 +61,8 @@ class Env:
     windows: tuple[tuple[StartWindow | SharedWindow, Callable[[Any], float] | None], ...] = ()
     #: Where leaf functions run (None: in the trio task); set by ``.on()``.
     executor: Any = None
+    #: Spend budgets above (outermost first); set by ``.budget()`` and ``run(budget=)``.
+    budgets: tuple[Budget, ...] = ()
 
     @property
     def innermost_capacity(self) -> int | None:

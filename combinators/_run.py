@@ -30,6 +30,7 @@ from ._cancel import keep_first_crash, open_nursery
 from ._exceptions import Crashed, TimedOut
 from ._expr import (
     Agent,
+    Budgeted,
     Const,
     Leaf,
     LeafMode,
@@ -64,6 +65,7 @@ from ._observe import (
     tell,
 )
 from ._plan import Compiler, Env, LeafLayer, compiles, segments
+from ._spend import Budget, SpendLimit, Usage
 from ._types import Runner
 
 if TYPE_CHECKING:
@@ -72,6 +74,7 @@ if TYPE_CHECKING:
 _I = TypeVar("_I")
 _O = TypeVar("_O")
 _E = TypeVar("_E")
+_OB = TypeVar("_OB")  # OverBudget when a budget is given, else unsolved (Never)
 
 
 # --------------------------------------------------------------------------
@@ -86,7 +89,8 @@ async def run(
     observer: Observer | None = None,
     journal: Journal | None = None,
     run_id: str | None = None,
-) -> Result[_O, _E]:
+    budget: SpendLimit[_OB] | None = None,
+) -> Result[_O, _E | _OB]:
     """Run ``agent`` on ``x`` inside trio and give its ``Result``.
 
     No task outlives this call.  ``max_concurrency`` bounds how many leaves
@@ -95,7 +99,10 @@ async def run(
     themselves with the node path as a note.  With a ``journal`` (and a
     ``run_id`` to resume by) every leaf's success is recorded before it is
     used, and a run with the same id answers recorded leaves from the
-    journal (docs/journal.md).
+    journal (docs/journal.md).  With a ``budget`` (a ``Usage`` for this run
+    or a shared ``Budget``) every leaf call first reserves what it declared
+    (``.costs``) and fails with ``OverBudget`` when that does not fit
+    (docs/spend.md).
 
     >>> from combinators import pure
     >>> import trio
@@ -110,11 +117,13 @@ async def run(
         if journal is None:
             msg = f"run(): run_id={run_id!r} was given without a journal to record it in"
             raise TypeError(msg)
-        layered = functools.partial(compile_tree, agent, max_concurrency=max_concurrency, observer=observer)
+        layered = functools.partial(
+            compile_tree, agent, max_concurrency=max_concurrency, observer=observer, budget=budget
+        )
         return await run_journaled(
             agent, x, journal=journal, run_id=run_id, compile_tree=lambda ls: layered(leaf_layers=ls)
         )
-    runner = compile_tree(agent, max_concurrency=max_concurrency, observer=observer)
+    runner = compile_tree(agent, max_concurrency=max_concurrency, observer=observer, budget=budget)
     return await runner(x, agent.name)
 
 
@@ -127,7 +136,8 @@ def run_sync(
     clock: trio.abc.Clock | None = None,
     journal: Journal | None = None,
     run_id: str | None = None,
-) -> Result[_O, _E]:
+    budget: SpendLimit[_OB] | None = None,
+) -> Result[_O, _E | _OB]:
     """Start trio, run ``agent`` on ``x``, and give its ``Result``.
 
     For synchronous code (scripts, notebooks' plain cells); inside a trio
@@ -147,12 +157,19 @@ def run_sync(
         )
         raise RuntimeError(msg)
     go = functools.partial(
-        run, agent, x, max_concurrency=max_concurrency, observer=observer, journal=journal, run_id=run_id
+        run,
+        agent,
+        x,
+        max_concurrency=max_concurrency,
+        observer=observer,
+        journal=journal,
+        run_id=run_id,
+        budget=budget,
     )
     if trio.lowlevel.in_trio_run() and not trio.lowlevel.in_trio_task():
         # A guest run lives on this thread (between its ticks): a second
         # trio run needs a thread of its own.
-        outcome: list[Result[_O, _E]] = []
+        outcome: list[Result[_O, _E | _OB]] = []
         failure: list[BaseException] = []
 
         def in_thread() -> None:
@@ -192,6 +209,7 @@ def compile_tree(
     max_concurrency: int | None = None,
     observer: Observer | None = None,
     leaf_layers: tuple[LeafLayer, ...] = (),
+    budget: SpendLimit[Any] | None = None,
 ) -> Runner:
     """The runner for one run of ``agent``.
 
@@ -209,12 +227,21 @@ def compile_tree(
     ):
         msg = f"max_concurrency must be an int >= 1, got {max_concurrency!r}"
         raise ValueError(msg)
+    budgets: tuple[Budget, ...] = ()
+    if budget is not None:
+        from ._spend import budget_of, check_budget
+
+        if not isinstance(budget, Usage | Budget):
+            msg = f"run(): budget must be a Usage or a Budget, got {type(budget).__name__} {budget!r}"
+            raise TypeError(msg)
+        check_budget(agent, budget.limit if isinstance(budget, Budget) else budget, "run(budget=...)")
+        budgets = (budget_of(budget, "run"),)
     observed = observer is not None
-    reusable = max_concurrency is None and not leaf_layers
+    reusable = max_concurrency is None and not leaf_layers and not budgets
     slot = _PLAN_KEYS[observed]
     plan: Runner | None = node_cache(agent).get(slot) if reusable else None
     if plan is None:
-        env = Env(limiters=(PriorityLimiter(max_concurrency),) if max_concurrency else ())
+        env = Env(limiters=(PriorityLimiter(max_concurrency),) if max_concurrency else (), budgets=budgets)
         compiler = Compiler(observed=observed, leaf_layers=leaf_layers)
         plan = compiler.compile(agent, env)
         if compiler.host_leaves:
@@ -287,6 +314,7 @@ def _compile_leaf(c: Compiler, leaf: Leaf[Any, Any, Any], env: Env) -> Runner:
         and not c.leaf_layers
         and not env.windows
         and len(env.limiters) <= 1
+        and not _spends(leaf, env)
     ):
         return _observed_agent_leaf(leaf, env)
     if (
@@ -295,13 +323,34 @@ def _compile_leaf(c: Compiler, leaf: Leaf[Any, Any, Any], env: Env) -> Runner:
         and env.executor is None
         and not c.leaf_layers
         and not env.windows
+        and not _spends(leaf, env)
     ):
         return _limited_agent_leaf(leaf, env.limiters[0], env.priority)
+    if (
+        env.budgets
+        and not c.observed
+        and leaf.mode is LeafMode.RESULT
+        and len(env.limiters) <= 1
+        and env.executor is None
+        and not c.leaf_layers
+        and not env.windows
+        and leaf.cached is None
+        and not any(b.remote for b in env.budgets)
+    ):
+        from ._spend import budgeted_agent_leaf
+
+        return budgeted_agent_leaf(leaf, env)
     runner = _base_leaf_runner(leaf)
     if env.executor is not None:
         from ._executors import executor_leaf_runner
 
         runner = executor_leaf_runner(env.executor, leaf, runner)
+    if env.budgets or (c.observed and leaf.spend is not None):
+        # Inside the events: a refused leaf starts and fails with OverBudget,
+        # and its ``charged`` event comes before its terminal one.
+        from ._spend import metered_leaf
+
+        runner = metered_leaf(c, leaf, env, runner)
     if c.observed:
         # Inside admission: a leaf starts when it has its slots and rate
         # tokens, so its events time its own run, not its wait.
@@ -310,6 +359,11 @@ def _compile_leaf(c: Compiler, leaf: Leaf[Any, Any, Any], env: Env) -> Runner:
         runner = _limited(runner, env.limiters, env.priority)
     if env.windows:
         runner = _rated(runner, env.windows)
+    if leaf.cached is not None:
+        # Outside admission and budgets: a hit takes no slot and reserves nothing.
+        from ._cache import cache_layer
+
+        runner = cache_layer(c, leaf, env, runner)
     # Layers (the journal) go outside admission: a leaf replayed from the
     # journal takes no limiter slot and no rate token (and reports itself).
     for layer in c.leaf_layers:
@@ -317,6 +371,11 @@ def _compile_leaf(c: Compiler, leaf: Leaf[Any, Any, Any], env: Env) -> Runner:
     if c.observed:
         runner._observed = True  # type: ignore[attr-defined]  # events are inside
     return runner
+
+
+def _spends(leaf: Leaf[Any, Any, Any], env: Env) -> bool:
+    """Does this leaf need the general path for spend (budgets, costs, cache)?"""
+    return bool(env.budgets) or leaf.spend is not None or leaf.cached is not None
 
 
 def _limited_agent_leaf(leaf: Leaf[Any, Any, Any], limiter: Admission, priority: Any) -> Runner:
@@ -598,6 +657,16 @@ def _compile_limit(c: Compiler, node: Limit[Any, Any, Any], env: Env) -> Runner:
         limiter = PriorityLimiter(node.n)
         c.per_run = True  # the limiter is this run's
     inner_env = attrs.evolve(env, limiters=env.limiters + (limiter,))
+    return _child_under(c, node.inner, inner_env)
+
+
+@compiles(Budgeted)
+def _compile_budget(c: Compiler, node: Budgeted[Any, Any, Any], env: Env) -> Runner:
+    from ._spend import Budget, budget_of
+
+    if not isinstance(node.limit, Budget):
+        c.per_run = True  # a budget made from a Usage is this run's
+    inner_env = attrs.evolve(env, budgets=env.budgets + (budget_of(node.limit, node.name),))
     return _child_under(c, node.inner, inner_env)
 
 

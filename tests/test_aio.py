@@ -859,3 +859,16 @@ def test_run_sync_inside_a_loop_that_hosts_aio_run_still_works() -> None:
         return [first, beside]
 
     assert run_clean(main) == [Success(12), Success(12)]
+
+
+def test_aio_run_takes_a_budget_as_run_does() -> None:
+    from combinators import OverBudget, Usage
+
+    def same(x: int) -> int:
+        return x
+
+    tree = each(pure(same).costs(Usage(calls=1))).limit(1)
+    over = asyncio.run(aio.run(tree, [1, 2, 3], budget=Usage(calls=2)))
+    assert isinstance(over, Failure)
+    assert isinstance(over.failure(), OverBudget)
+    assert asyncio.run(aio.run(tree, [1, 2], budget=Usage(calls=2))) == Success([1, 2])

@@ -49,6 +49,12 @@ def both(*checks: Check) -> Check:
 TIME = r"\[\d+\.\d\ds\]"
 
 EXAMPLES: dict[str, Check] = {
+    "budgeted_batch": matches(
+        r"most:  800 calls, \$2\.60",
+        r"happy: 200 calls, \$0\.80",
+        r"^run 1: \d+ summarised \(0 from the cache\), [1-9]\d* stopped by the budget; spent \$0\.1[0-5]\d\d of \$0\.15",
+        r"^run 2: 200 summarised \([1-9]\d* from the cache\), 0 stopped by the budget",
+    ),
     "conditional": matches(
         r"AAPL\s+trending -> trading\s+sell at best \(score -0\.50",
         r"GOOGL trending -> trading\s+SELL \(score -0\.67, confidence 77%\)",
