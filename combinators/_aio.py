@@ -39,6 +39,7 @@ from returns.result import Result
 
 from ._aio_leaf import BRIDGE
 from ._expr import Agent
+from ._types import _OB
 from ._run import run as trio_run
 
 if TYPE_CHECKING:
@@ -49,7 +50,6 @@ if TYPE_CHECKING:
 _I = TypeVar("_I")
 _O = TypeVar("_O")
 _E = TypeVar("_E")
-_OB = TypeVar("_OB")  # OverBudget when a budget is given (as for run)
 
 
 class GuestBridge:

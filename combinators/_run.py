@@ -66,7 +66,7 @@ from ._observe import (
 )
 from ._plan import Compiler, Env, LeafLayer, compiles, segments
 from ._spend import Budget, SpendLimit, Usage
-from ._types import Runner
+from ._types import Runner, _OB
 
 if TYPE_CHECKING:
     from ._journal import Journal
@@ -74,7 +74,6 @@ if TYPE_CHECKING:
 _I = TypeVar("_I")
 _O = TypeVar("_O")
 _E = TypeVar("_E")
-_OB = TypeVar("_OB")  # OverBudget when a budget is given, else unsolved (Never)
 
 
 # --------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from returns.result import Result
 
 from ._cancel import keep_first_crash, open_nursery
 from ._expr import Agent
+from ._types import _OB
 from ._observe import Observer
 from ._run import compile_tree, outside_trio_message
 from ._spend import SpendLimit
@@ -31,7 +32,6 @@ _O = TypeVar("_O")
 _E = TypeVar("_E")
 _K = TypeVar("_K")
 _T = TypeVar("_T")
-_OB = TypeVar("_OB")  # OverBudget when a budget is given, else unsolved (Never)
 
 _DONE: Any = object()
 

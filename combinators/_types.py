@@ -7,8 +7,9 @@ plain names are invariant helpers for signatures.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeAlias, TypeVar, TypeVarTuple
+from typing import Any, Never, TypeAlias, TypeVar, TypeVarTuple
 
+import typing_extensions
 from returns.result import Result
 
 _In_contra = TypeVar("_In_contra", contravariant=True)
@@ -22,6 +23,10 @@ _E = TypeVar("_E")
 _E2 = TypeVar("_E2")
 _T = TypeVar("_T")
 _Ts = TypeVarTuple("_Ts")
+#: ``OverBudget`` in a run's result when a ``budget=`` is given.  Without
+#: one nothing solves it: mypy takes ``Never`` by itself, pyright needs the
+#: default (PEP 696), else it would say ``Unknown``.
+_OB = typing_extensions.TypeVar("_OB", default=Never)
 
 #: The shape of the function behind an ``agent`` leaf.
 AgentFn: TypeAlias = Callable[[_I], Awaitable[Result[_O, _E]]]
