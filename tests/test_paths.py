@@ -142,7 +142,10 @@ async def test_a_note_on_an_escaping_exception_names_the_agent(autojump_clock: A
 
 
 async def test_a_lift_crash_path_ends_with_the_agent(autojump_clock: Any) -> None:
-    inverse: Agent[int, float, Crashed] = lift(lambda x: 1 / x).named("inverse")
+    def invert(x: int) -> float:
+        return 1 / x
+
+    inverse = lift(invert).named("inverse")
     result = await run(inverse.timeout(1).retry(1), 0)
     match result:
         case Failure(Crashed(path=path)):
