@@ -18,6 +18,7 @@ SCRIPTS = (
     "stream_memory",
     "journal_overhead",
     "executors",
+    "aio",
 )
 
 

@@ -27,7 +27,7 @@ import trio
 from returns.result import Result, Success
 
 from benchmarks._harness import Tally, median_ratio, median_seconds, peak_mib, table
-from combinators import Recorder, agent, each, run
+from combinators import Recorder, agent, collect, each, run
 
 
 async def work(x: int) -> Result[int, str]:
@@ -49,13 +49,15 @@ async def naive(n: int, limit: int) -> list[int]:
     return out
 
 
-async def tight(n: int, limit: int) -> list[int]:
+async def tight(n: int, limit: int, *, keep_results: bool = False) -> list[int]:
+    """``limit`` workers on a shared iterator; ``keep_results`` keeps each ``Result`` (as ``collect`` must)."""
     out: list[Any] = [None] * n
     items: Iterator[int] = iter(range(n))
 
     async def worker() -> None:
         for i in items:
-            out[i] = (await work(i)).unwrap()
+            result = await work(i)
+            out[i] = result if keep_results else result.unwrap()
 
     async with trio.open_nursery() as nursery:
         for _ in range(limit):
@@ -117,12 +119,19 @@ def main() -> None:
     n = 10_000 if quick else 100_000
     base = peak_mib(lambda: trio.run(tight, n, 1_000))
     ours_mib = peak_mib(lambda: trio.run(functools.partial(run, fan_out, range(n), max_concurrency=1_000)))
+    # collect(each(...)) keeps every outcome: its baseline keeps every Result too.
+    base_kept = peak_mib(lambda: trio.run(functools.partial(tight, n, 1_000, keep_results=True)))
+    kept = collect(fan_out)
+    kept_mib = peak_mib(lambda: trio.run(functools.partial(run, kept, range(n), max_concurrency=1_000)))
     print()
     print(
         table(
-            f"memory, each over {n} inputs at limit 1,000 (peak traced MiB, results list included)",
-            ["tight MiB", "ours MiB", "ours - tight"],
-            [[base, ours_mib, ours_mib - base]],
+            f"memory over {n} inputs at limit 1,000 (peak traced MiB, results included)",
+            ["case", "tight MiB", "ours MiB", "ours - tight", "bytes/input over tight"],
+            [
+                ["each", base, ours_mib, ours_mib - base, (ours_mib - base) * 2**20 / n],
+                ["collect(each)", base_kept, kept_mib, kept_mib - base_kept, (kept_mib - base_kept) * 2**20 / n],
+            ],
         )
     )
 

@@ -5,8 +5,11 @@ Printed, not asserted (numbers depend on the machine and its load).
 
 1. ``each`` over 100 inputs, each leaf the sum of squares of 200,000 ints:
    in the trio task, then on ``processes(2)`` (workers warmed first, so
-   process start-up is not counted).  On 2 idle cores the ratio should be
-   about 1.5-2x.
+   process start-up is not counted), in ``REPEAT`` back-to-back pairs:
+   medians, the spread, and the machine (CPU, cores, load average), since
+   the ratio is the machine's and its load's more than the library's.  On
+   2 idle cores it should be about 1.5-2x; on a loaded machine the pool can
+   be slower, and the line says "slower" then.
 2. Ray, per task, on a local cluster with 2 CPUs, for a trivial function:
    through the tree (``pure(f).on(ray_cluster())``), through the bridge
    alone (``wait_ref``: a done-callback into trio), and calling Ray from a
@@ -18,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
+import statistics
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -45,21 +50,53 @@ def identity(x: int) -> int:
     return x
 
 
-async def cpu_leaves() -> list[str]:
+#: Paired repetitions of the CPU-bound case (in the task, then on the pool).
+REPEAT = 5
+
+
+def machine() -> str:
+    """The CPU model, core count, Python and load: what the figures depend on."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as info:
+            model = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    load = "n/a"
+    if hasattr(os, "getloadavg"):
+        load = "%.1f" % os.getloadavg()[0]
+    return f"{model}, {os.cpu_count()} CPUs, CPython {platform.python_version()}, load average {load}"
+
+
+def verdict(ratio: float) -> str:
+    """``1.77x faster`` or ``1.10x slower``: a ratio below 1 is said as what it is."""
+    return f"{ratio:.2f}x faster" if ratio >= 1 else f"{1 / ratio:.2f}x slower"
+
+
+async def cpu_leaves(repeat: int = REPEAT) -> list[str]:
     inputs = [N] * LEAVES
-    lines = [f"{LEAVES} leaves, sum of squares of {N:,} ints, on {os.cpu_count()} CPUs:"]
-    start = time.perf_counter()
-    local = await run(each(pure(sum_of_squares)), inputs)
-    in_task = time.perf_counter() - start
+    lines = [f"{LEAVES} leaves, sum of squares of {N:,} ints, {repeat} paired runs on {machine()}:"]
     pool = processes(2)
     moved = each(pure(sum_of_squares).on(pool))
     await run(moved, [1, 1])  # start both workers outside the measurement
-    start = time.perf_counter()
-    remote = await run(moved, inputs)
-    on_pool = time.perf_counter() - start
-    assert local == remote
-    lines.append(f"  in the trio task      {in_task:7.2f} s")
-    lines.append(f"  processes(2)          {on_pool:7.2f} s   ({in_task / on_pool:.2f}x faster)")
+    in_task: list[float] = []
+    on_pool: list[float] = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        local = await run(each(pure(sum_of_squares)), inputs)
+        in_task.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        remote = await run(moved, inputs)
+        on_pool.append(time.perf_counter() - start)
+        assert local == remote
+    ratios = sorted(a / b for a, b in zip(in_task, on_pool, strict=True))
+    ratio = statistics.median(ratios)
+    lines.append(f"  in the trio task      {statistics.median(in_task):7.2f} s (median; {min(in_task):.2f}-{max(in_task):.2f})")
+    lines.append(f"  processes(2)          {statistics.median(on_pool):7.2f} s (median; {min(on_pool):.2f}-{max(on_pool):.2f})")
+    lines.append(
+        f"  processes(2) is {verdict(ratio)} (median of the paired ratios; "
+        f"spread {ratios[0]:.2f}-{ratios[-1]:.2f})"
+    )
     return lines
 
 
@@ -102,8 +139,8 @@ async def ray_bridge(cluster: RayCluster) -> list[str]:
     return lines
 
 
-async def main(with_ray: bool) -> None:
-    for line in await cpu_leaves():
+async def main(with_ray: bool, repeat: int = REPEAT) -> None:
+    for line in await cpu_leaves(repeat):
         print(line)
     if with_ray:
         cluster = ray_cluster(num_cpus=2)
@@ -117,5 +154,6 @@ async def main(with_ray: bool) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="executors benchmark")
     parser.add_argument("--no-ray", action="store_true", help="skip the Ray part")
+    parser.add_argument("--repeat", type=int, default=REPEAT, help="paired runs of the CPU-bound case")
     args = parser.parse_args()
-    trio.run(main, not args.no_ray)
+    trio.run(main, not args.no_ray, args.repeat)

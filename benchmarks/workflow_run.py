@@ -14,7 +14,7 @@ from typing import Any
 import trio
 from returns.result import Result, Success
 
-from benchmarks._harness import Tally, median_ratio, median_seconds, table
+from benchmarks._harness import Tally, median_ratio, median_seconds, peak_mib, table
 from combinators import Node, Recorder, Workflow, agent, pure, run
 
 N = 10_000
@@ -79,6 +79,16 @@ def main() -> None:
             "workflow runs (median; µs per node)",
             ["case", "hand µs", "ours µs", "ours/hand", "observer x", "Recorder x"],
             rows,
+        )
+    )
+    hand_mib = peak_mib(lambda: trio.run(hand_fan, N))
+    ours_mib = peak_mib(lambda: trio.run(run, fan, 0))
+    print()
+    print(
+        table(
+            f"memory of running the fan-out + fan-in workflow of {N} nodes (peak traced MiB)",
+            ["hand MiB", "ours MiB", "ours - hand", "bytes/node over hand"],
+            [[hand_mib, ours_mib, ours_mib - hand_mib, (ours_mib - hand_mib) * 2**20 / N]],
         )
     )
 

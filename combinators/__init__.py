@@ -14,14 +14,18 @@ Layering (dependencies point one way):
 * ``_limits`` (priority limiter, rate window), ``_notes`` (how escaping
   bugs are labelled), ``_cancel`` (fail-fast nurseries), ``_observe``
   (events) and ``_journal*`` (durable runs) serve the interpreter;
-  ``_report``, ``_trace``, ``otel``, ``_mermaid``, ``_json`` and ``_cli``
-  read trees and events; ``orchestration`` is the object-style API on top,
+  ``_report``, ``_trace``, ``_progress`` (rich, imported on use), ``otel``,
+  ``_mermaid``, ``_json`` and ``_cli`` read trees and events; ``orchestration`` is the object-style API on top,
   building trees only (it registers no rule); ``testing`` helps users test
   their own trees.
+* ``aio`` (public) runs trees from asyncio: ``_aio`` hosts a trio guest run
+  per event loop; ``_aio_leaf`` is the trio side of asyncio leaves, read by
+  the leaf rules.
 """
 
 from __future__ import annotations
 
+from ._cache import Cache as Cache
 from ._control import NoBranch as NoBranch
 from ._control import repeat as repeat
 from ._control import switch as switch
@@ -41,6 +45,15 @@ from ._executors import in_task as in_task
 from ._executors import processes as processes
 from ._executors import remote_traceback as remote_traceback
 from ._expr import Agent as Agent
+from ._estimate import Estimate as Estimate
+from ._estimate import Unbounded as Unbounded
+from ._estimate import estimate as estimate
+from ._spend import Budget as Budget
+from ._spend import Charge as Charge
+from ._spend import OverBudget as OverBudget
+from ._spend import SpendLimit as SpendLimit
+from ._spend import Usage as Usage
+from ._spend import charge as charge
 from ._expr import Parallel as Parallel
 from ._expr import Priority as Priority
 from ._expr import agent as agent
@@ -61,13 +74,16 @@ from ._fanout import vote as vote
 from ._json import ForeignException as ForeignException
 from ._json import converter as converter
 from ._journal import Journal as Journal
+from ._journal import JournalCorrupt as JournalCorrupt
 from ._journal import JournalMismatch as JournalMismatch
 from ._journal import JournalRecord as JournalRecord
+from ._journal import JournalWriteError as JournalWriteError
 from ._journal import LeafContext as LeafContext
 from ._journal import Permanent as Permanent
 from ._journal import current_leaf as current_leaf
 from ._journal import versioned as versioned
 from ._limits import PriorityLimiter as PriorityLimiter
+from ._limits import StartWindow as StartWindow
 from ._mermaid import Block as Block
 from ._mermaid import MermaidGraph as MermaidGraph
 from ._mermaid import to_mermaid as to_mermaid
@@ -76,6 +92,7 @@ from ._observe import EventKind as EventKind
 from ._observe import Observer as Observer
 from ._observe import Recorder as Recorder
 from ._observe import combine as combine
+from ._progress import Progress as Progress
 from ._ray import RayCluster as RayCluster
 from ._ray import ray_cluster as ray_cluster
 from ._report import NodeReport as NodeReport
@@ -106,10 +123,14 @@ __all__ = [
     "AllFailed",
     "Backoff",
     "Block",
+    "Budget",
     "BuildError",
+    "Cache",
+    "Charge",
     "Confident",
     "Crashed",
     "CycleError",
+    "Estimate",
     "Event",
     "EventKind",
     "Executor",
@@ -117,8 +138,10 @@ __all__ = [
     "GaveUp",
     "HasConfidence",
     "Journal",
+    "JournalCorrupt",
     "JournalMismatch",
     "JournalRecord",
+    "JournalWriteError",
     "LeafContext",
     "MermaidGraph",
     "NoBranch",
@@ -133,17 +156,23 @@ __all__ = [
     "NodeSucceeded",
     "Observer",
     "Outcomes",
+    "OverBudget",
     "Parallel",
     "Permanent",
     "Priority",
     "PriorityLimiter",
     "ProcessPool",
+    "Progress",
     "RayCluster",
     "Recorder",
     "RemoteError",
     "RetryAfter",
     "RunReport",
+    "SpendLimit",
+    "StartWindow",
     "TimedOut",
+    "Unbounded",
+    "Usage",
     "Workflow",
     "WorkflowFailed",
     "WorkflowResult",
@@ -152,11 +181,13 @@ __all__ = [
     "average_confidence",
     "both",
     "build_report",
+    "charge",
     "collect",
     "combine",
     "converter",
     "current_leaf",
     "each",
+    "estimate",
     "fail",
     "first_success",
     "in_task",

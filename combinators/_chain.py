@@ -19,6 +19,7 @@ from typing import Any, Final
 
 from returns.result import Failure, Result, Success
 
+from ._aio_leaf import is_host_call
 from ._expr import Agent, Fallback, Leaf, LeafMode, MapError, Recover, Then, Transform, _fn_name, node_cache
 from ._notes import not_a_result, note_function, note_node
 from ._plan import Compiler, Env, compiles, segments
@@ -123,12 +124,53 @@ def flatten(root: Agent[Any, Any, Any]) -> tuple[tuple[int, Any], ...]:
     return flat
 
 
+def chain_steps(root: Agent[Any, Any, Any]) -> tuple[tuple[tuple[int, Any], ...], tuple[str, ...]]:
+    """The flattened steps of the chain under ``root`` and the path segments
+    of its sub-agents (one per ``_CALL`` and ``_FALLBACK`` step, in order).
+
+    The run paths of a chain's parts come from here, for the interpreter
+    and for the journal's manifest alike.
+    """
+    flat = flatten(root)
+    cache = node_cache(root)
+    segs: tuple[str, ...] | None = cache.get("segments")
+    if segs is None:
+        segs = segments(tuple(p for op, p in flat if op in (_CALL, _FALLBACK)))
+        cache["segments"] = segs
+    return flat, segs
+
+
+def chain_parts(root: Agent[Any, Any, Any]) -> list[tuple[str, Agent[Any, Any, Any] | None, str]]:
+    """What the chain under ``root`` is made of, left to right, as the run sees it.
+
+    ``("step", agent, segment)`` for a sub-agent run at ``path + segment``,
+    ``("fallback", backup, segment)`` for a fallback's backup, and
+    ``("transform" | "map_error" | "recover", None, "")`` for the functions
+    between them.  The journal's manifest is written from this.
+    """
+    flat, segs = chain_steps(root)
+    seg = iter(segs)
+    out: list[tuple[str, Agent[Any, Any, Any] | None, str]] = []
+    for op, payload in flat:
+        if op == _CALL:
+            out.append(("step", payload, next(seg)))
+        elif op == _FALLBACK:
+            out.append(("fallback", payload, next(seg)))
+        else:
+            out.append((_OP_NAMES[op], None, ""))
+    return out
+
+
 def _inlinable(c: Compiler, node: Agent[Any, Any, Any], env: Env) -> int | None:
     """The inline op for a plain leaf with nothing wrapped around it, or None."""
     if type(node) is not Leaf or c.observed or c.leaf_layers:
         return None
-    if env.limiters or env.windows or env.executor is not None:
+    if env.limiters or env.windows or env.executor is not None or env.budgets:
         return None
+    if node.spend is not None or node.cached is not None:
+        return None
+    if is_host_call(node.fn):
+        c.host_leaves = True  # inlined, it still needs the run's asyncio loop
     if node.mode is LeafMode.RESULT:
         return _AGENT
     if node.mode is LeafMode.PURE:
@@ -144,11 +186,7 @@ def compile_chain(c: Compiler, root: Agent[Any, Any, Any], env: Env) -> Runner:
         cached: Runner | None = cache.get("plain")
         if cached is not None:
             return cached
-    flat = flatten(root)
-    all_segs: tuple[str, ...] | None = cache.get("segments")
-    if all_segs is None:
-        all_segs = segments(tuple(p for op, p in flat if op in (_CALL, _FALLBACK)))
-        cache["segments"] = all_segs
+    flat, all_segs = chain_steps(root)
     segs = iter(all_segs)
     ops: list[tuple[int, Any, str]] = []
     for op, payload in flat:

@@ -12,25 +12,35 @@ that receives the run's input), mapped up through any node class on the way
 that defines ``_input_type(self, inner_type)`` (and ``each``, which turns
 ``T`` into ``list[T]``); ``Any`` (the JSON as is) when there is none.
 
+``--estimate`` prints what the run can cost (``estimate``: most and happy
+usage, and any node it cannot bound) and runs nothing; ``--budget JSON``
+(``{"cost": 5.0}``) holds the run to a spend budget (docs/spend.md).
+
 Exit status: 0 success; 1 the agent failed (the error value, as JSON, is
-printed on stderr); 2 bad usage (a ``MODULE:ATTR`` that cannot be loaded,
-input that is not JSON or does not fit the input type, a bad option
-value, a ``--trace`` file that cannot be written), checked before the run
-starts; 3 an agent raised an exception (a bug: the traceback is printed).
-Values JSON cannot hold are printed as text (see :func:`json_data`), so
-a run that succeeded exits 0 whatever it returned.
+printed on stderr); 2 bad usage (a ``MODULE:ATTR`` that cannot be loaded
+or exits when imported, input that is not JSON, too deep, or does not fit
+the input type, a bad option value, a ``--trace`` file that cannot be
+written, a ``--journal`` that cannot be opened), checked before the run
+starts; 3 an agent raised an exception (a bug: the traceback is printed,
+and the last line names the node or function that raised, from its note).
+Values JSON cannot hold are printed as text (see :func:`json_data`; one
+that contains itself or is too deep as its bounded ``repr``, with a
+warning), so a run that succeeded exits 0 whatever it returned.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import functools
 import importlib
 import inspect
 import json
 import os
+import reprlib
 import sys
 import traceback
+import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO, get_type_hints
@@ -38,13 +48,16 @@ from typing import Any, NoReturn, TextIO, get_type_hints
 import trio
 from returns.result import Success
 
+from ._aio_leaf import has_asyncio_leaves
 from ._expr import Agent, Leaf
 from ._journal import JournalMismatch
 from ._json import converter, error_message, json_data, type_name
 from ._mermaid import to_mermaid
-from ._observe import TERMINAL, Event, EventKind, Observer, Recorder, combine
+from ._observe import Observer, Recorder, combine
+from ._progress import Progress
 from ._report import build_report
 from ._run import run
+from ._spend import FIELDS, Usage
 from ._trace import write_trace
 
 EXIT_OK = 0
@@ -77,14 +90,19 @@ def load_object(spec: str) -> object:
         # A SyntaxError, or an exception raised by the module's own code.
         msg = f"cannot load {spec}: {_describe(exc)}"
         raise UsageError(msg) from exc
+    except SystemExit as exc:
+        # The module ran a script's ``sys.exit()`` when imported: it is not
+        # the agent's result, whatever its code.
+        msg = f"cannot load {spec}: importing module {module_name!r} called sys.exit({exc.code!r}){_where(exc)}"
+        raise UsageError(msg) from exc
     obj: object = module
-    done = module_name
-    for part in attr.split("."):
+    done = f"module {module_name!r}"
+    for i, part in enumerate(attr.split(".")):
         if not hasattr(obj, part):
-            msg = f"module {module_name!r} has no attribute {attr!r} ({done!r} has no {part!r})"
+            msg = f"cannot load {spec}: {done} has no attribute {part!r}"
             raise UsageError(msg)
         obj = getattr(obj, part)
-        done += ("." if done != module_name else ":") + part
+        done = repr(f"{module_name}:{'.'.join(attr.split('.')[: i + 1])}")
     return obj
 
 
@@ -93,12 +111,14 @@ def _describe(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}"
     if isinstance(exc, SyntaxError):
         return text  # its message already names the file and line
+    return text + _where(exc)
+
+
+def _where(exc: BaseException) -> str:
+    """`` (file:line)`` of the innermost frame outside importlib: the user's code."""
     frames = traceback.extract_tb(exc.__traceback__)
-    # The innermost frame outside importlib is the user's code.
     user = [f for f in frames if "importlib" not in f.filename]
-    if user:
-        text += f" ({user[-1].filename}:{user[-1].lineno})"
-    return text
+    return f" ({user[-1].filename}:{user[-1].lineno})" if user else ""
 
 
 def load_agent(spec: str) -> Agent[Any, Any, Any]:
@@ -112,6 +132,7 @@ def load_agent(spec: str) -> Agent[Any, Any, Any]:
 
 
 def _first_param_type(fn: Any) -> Any:
+    fn = inspect.unwrap(fn)  # an asyncio leaf's bridge wraps the user's function
     target = fn if inspect.isfunction(fn) or inspect.ismethod(fn) else getattr(fn, "__call__", fn)  # noqa: B004
     try:
         params = list(inspect.signature(target).parameters.values())
@@ -148,13 +169,39 @@ def parse_input(text: str, tp: Any) -> Any:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        msg = f"--input is not valid JSON ({exc}): {text!r}"
+        msg = f"--input is not valid JSON ({exc}): {_clip(text)}"
+        raise UsageError(msg) from exc
+    except RecursionError as exc:
+        msg = f"--input is nested too deeply to read (Python's JSON reader stops near {sys.getrecursionlimit()} levels)"
         raise UsageError(msg) from exc
     try:
         return converter.structure(data, tp)
     except Exception as exc:
         msg = f"input does not fit {type_name(tp)}: {error_message(exc)}"
         raise UsageError(msg) from exc
+
+
+def parse_budget(text: str, agent: Agent[Any, Any, Any]) -> Usage:
+    """The ``--budget`` JSON (``{"cost": 5.0}``) as a ``Usage`` this tree can be held to."""
+    from ._spend import Budget, check_budget
+
+    try:
+        data = json.loads(text)
+        if not isinstance(data, dict) or not set(data) <= set(FIELDS):
+            raise ValueError(f"an object with some of the fields {', '.join(FIELDS)}")
+        limit = Usage(**data)
+        Budget(limit)
+        check_budget(agent, limit, "--budget")
+    except (ValueError, TypeError) as exc:
+        msg = f"--budget {text!r}: {exc}"
+        raise UsageError(msg) from exc
+    return limit
+
+
+def _clip(text: str, most: int = 200) -> str:
+    """``repr(text)``, cut to ``most`` characters: a message stays one readable line."""
+    shown = repr(text)
+    return shown if len(shown) <= most else f"{shown[:most]}... ({len(text)} characters)"
 
 
 def check_writable(file: str) -> None:
@@ -189,59 +236,6 @@ def positive_int(text: str) -> int:
     return value
 
 
-class _Progress:
-    """A rich live display of the run: leaves done out of leaves in the tree."""
-
-    def __init__(self, agent: Agent[Any, Any, Any], stream: TextIO) -> None:
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            SpinnerColumn,
-            TextColumn,
-            TimeElapsedColumn,
-        )
-
-        self._total = sum(1 for n in agent.walk() if not n.children())
-        self._done = 0
-        self._running: dict[str, None] = {}
-        self._progress = Progress(
-            SpinnerColumn(),
-            TextColumn("[bold]{task.fields[name]}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("{task.description}"),
-            console=Console(file=stream),
-            transient=True,
-        )
-        self._task = self._progress.add_task("", total=self._total, name=agent.name)
-
-    def __enter__(self) -> _Progress:
-        self._progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._progress.stop()
-
-    def __call__(self, event: Event) -> None:
-        if event.node not in ("leaf", "const"):
-            return
-        if event.kind is EventKind.STARTED:
-            self._running[event.path] = None
-        elif event.kind in TERMINAL:
-            self._running.pop(event.path, None)
-            self._done += 1
-        now = next(reversed(self._running), "") if self._running else ""
-        self._progress.update(
-            self._task,
-            completed=self._done,
-            total=max(self._total, self._done),
-            description=f"{len(self._running)} running {now}",
-        )
-
-
 def _run_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     agent = load_agent(args.target)
     if args.input_type is not None:
@@ -250,6 +244,13 @@ def _run_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
         tp = input_type(agent)
     text = sys.stdin.read() if args.input == "-" else args.input
     x = parse_input(text, tp)
+    budget = parse_budget(args.budget, agent) if args.budget is not None else None
+    if args.estimate:
+        # Print what the run could cost and stop: nothing runs.
+        from ._estimate import estimate
+
+        stdout.write(estimate(agent if budget is None else agent.budget(budget), x).text() + "\n")
+        return EXIT_OK
     if args.trace is not None:
         check_writable(args.trace)
     if args.mermaid:
@@ -268,6 +269,13 @@ def _run_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
             journal = Journal.from_url(args.journal)
         except ValueError as exc:
             raise UsageError(str(exc)) from exc
+        try:
+            # Open it now: a journal that cannot be opened is the journal's
+            # (or the URL's) fault, found before the run, not the agent's.
+            trio.run(journal.records, args.run_id)
+        except Exception as exc:
+            msg = f"--journal {_redacted(args.journal)}: cannot open the journal: {type(exc).__name__}: {_one_line(exc)}"
+            raise UsageError(msg) from exc
     go = functools.partial(
         run,
         agent,
@@ -276,15 +284,28 @@ def _run_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
         max_concurrency=args.max_concurrency,
         journal=journal,
         run_id=args.run_id,
+        budget=budget,
     )
+    if has_asyncio_leaves(agent):
+        # Leaves that run on asyncio: the run goes through an asyncio loop
+        # (combinators.aio, docs/asyncio.md), with the same arguments.
+        from . import aio
+
+        def start() -> Any:
+            return asyncio.run(aio.run(*go.args, **go.keywords))
+    else:
+
+        def start() -> Any:
+            return trio.run(go)
+
     crashed: BaseException | None = None
     result = None
     try:
         if progress is not None:
             with progress:
-                result = trio.run(go)
+                result = start()
         else:
-            result = trio.run(go)
+            result = start()
     except JournalMismatch as exc:
         # Found before anything ran: the journal holds another tree.
         stderr.write(f"error: {exc}\n")
@@ -300,11 +321,22 @@ def _run_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
         stderr.write(build_report(recorder.events).table() + "\n")
     if crashed is not None:
         stderr.write("".join(traceback.format_exception(crashed)))
-        stderr.write(f"error: {agent.name} raised {type(crashed).__name__}: {crashed}\n")
+        stderr.write(f"error: {_culprit(agent, crashed)} {type(crashed).__name__}: {crashed}\n")
         return EXIT_CRASHED
     assert result is not None
     if isinstance(result, Success):
-        stdout.write(json.dumps(json_data(result.unwrap()), indent=2) + "\n")
+        value = result.unwrap()
+        try:
+            text = _json_text(value)
+        except (ValueError, TypeError, RecursionError):
+            # The run succeeded (exit 0, as documented): JSON cannot hold
+            # this value, so it is printed as text, and stderr says why.
+            stderr.write(
+                f"warning: {agent.name} succeeded with a {type(value).__name__} that JSON cannot hold "
+                f"({_shape_problem(value)}); printed as text\n"
+            )
+            text = json.dumps(_as_text(value))
+        stdout.write(text + "\n")
         return EXIT_OK
     error = result.failure()
     data = json.dumps(json_data(error))
@@ -312,9 +344,88 @@ def _run_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
     return EXIT_FAILED
 
 
-def _rich_progress(agent: Agent[Any, Any, Any], stream: TextIO) -> _Progress | None:
+def _one_line(exc: BaseException) -> str:
+    """An exception's message on one line (a driver's may span several)."""
+    return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+
+
+def _redacted(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (it is about to be printed)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+def _culprit(agent: Agent[Any, Any, Any], exc: BaseException) -> str:
+    """Who raised ``exc``: the node or function its note names, else the run itself.
+
+    An exception from user code (a leaf, a function given to a combinator,
+    an observer) carries the interpreter's note; one without it came from
+    the machinery around the run (a journal that failed mid-run, say).
+    """
+    for note in getattr(exc, "__notes__", ()):
+        if note.startswith(_NOTE):
+            return f"{agent.name}: {note.removeprefix(_NOTE).strip()}:"
+    return f"the run of {agent.name} stopped on"
+
+
+_NOTE = "combinators: "
+
+
+def _json_text(value: object) -> str:
+    """``value`` as indented JSON; big ints are written whole (JSON has no digit limit)."""
+    limit = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(0)
     try:
-        return _Progress(agent, stream)
+        return json.dumps(json_data(value), indent=2, allow_nan=True)
+    finally:
+        sys.set_int_max_str_digits(limit)
+
+
+def _as_text(value: object) -> str:
+    """``repr(value)``, bounded in depth (a value that contains itself, or a deep one)."""
+    shown = reprlib.Repr()
+    shown.maxlevel = 64
+    shown.maxlist = shown.maxtuple = shown.maxdict = shown.maxset = shown.maxfrozenset = shown.maxdeque = 10**6
+    shown.maxstring = shown.maxlong = shown.maxother = 10**6
+    try:
+        return shown.repr(value)
+    except Exception:  # noqa: BLE001 - last resort: a repr that raises
+        return f"<{type(value).__name__}>"
+
+
+def _shape_problem(value: object) -> str:
+    """Why JSON cannot hold ``value``: it contains itself, or how deep it is (iterative walk)."""
+    deepest = 0
+    on_path: set[int] = set()
+    stack: list[tuple[object, int, bool]] = [(value, 1, False)]
+    while stack:
+        item, depth, leaving = stack.pop()
+        if leaving:
+            on_path.discard(id(item))
+            continue
+        if isinstance(item, dict):
+            kids: list[object] = list(item.values())
+        elif isinstance(item, list | tuple | set | frozenset):
+            kids = list(item)
+        else:
+            continue
+        if id(item) in on_path:
+            return "it contains itself"
+        on_path.add(id(item))
+        deepest = max(deepest, depth)
+        stack.append((item, depth, True))
+        stack.extend((kid, depth + 1, False) for kid in kids)
+    if deepest >= 100:
+        return f"it is nested {deepest} levels deep"
+    return "it has a value JSON has no form for"
+
+
+def _rich_progress(agent: Agent[Any, Any, Any], stream: TextIO) -> Progress | None:
+    try:
+        return Progress(agent, console=stream, transient=True)
     except ImportError:  # rich is the optional ``cli`` extra
         return None
 
@@ -348,6 +459,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--no-progress", action="store_true", help="no live progress display")
     r.add_argument("--journal", metavar="URL", help="journal URL (sqlite:PATH or postgresql://...) to make the run resumable")
     r.add_argument("--run-id", metavar="ID", help="the run's id in the journal; run the same command again to resume")
+    r.add_argument("--budget", metavar="JSON", help='a spend budget for the run, e.g. \'{"cost": 5.0}\' (docs/spend.md)')
+    r.add_argument("--estimate", action="store_true", help="print what the run can cost (most, happy) and do not run it")
     m = sub.add_parser("mermaid", help="print the Mermaid drawing of an agent")
     m.add_argument("target", metavar="MODULE:ATTR")
     return p

@@ -160,7 +160,10 @@ class InTask:
     ``(parse >> score.on(in_task())).on(processes())``.
     """
 
-    name: ClassVar[str] = "in_task"
+    @property
+    def name(self) -> str:
+        """A short name for messages."""
+        return "in_task"
 
     def check(self, fn: Callable[[Any], Any], where: str) -> None:
         """Every function runs in the task."""
@@ -204,7 +207,10 @@ class ProcessPool:
 
     max_workers: int | None
     kill_on_cancel: bool
-    name: ClassVar[str] = "processes"
+    @property
+    def name(self) -> str:
+        """A short name for messages."""
+        return "processes"
 
     def check(self, fn: Callable[[Any], Any], where: str) -> None:
         """Refuse a function that cannot be pickled to a worker process."""

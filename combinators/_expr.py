@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 import inspect
+import math
 from datetime import timedelta
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import (
@@ -36,8 +37,11 @@ from ._exceptions import AgentTypeError, BuildError, Crashed, TimedOut
 from ._types import _E, _E2, _O, _O2, _Err_co, _I, _In_contra, _Out_co, _Ts
 
 if TYPE_CHECKING:
+    from ._cache import Cache
     from ._executors import Executor
+    from ._limits import PriorityLimiter, StartWindow
     from ._retry import Backoff
+    from ._spend import Budget, OverBudget, Usage
 
 _K = TypeVar("_K")
 _Res = TypeVar("_Res")  # Parallel's tuple of per-operand Result types (invariant)
@@ -73,17 +77,63 @@ def _require_agent(value: object, role: str, node: Agent[Any, Any, Any] | None) 
         raise AgentTypeError(msg)
 
 
-def _seconds(value: object, where: str, what: str) -> float:
-    """``value`` as seconds of trio time: a number or a ``timedelta``, > 0.
+def _show(value: object) -> str:
+    """``repr(value)`` cut to a line for an error message; never fails (an int too long to print)."""
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - ValueError for ints past sys.get_int_max_str_digits
+        if isinstance(value, int):
+            return f"an int of {value.bit_length()} bits"
+        return f"a {type(value).__name__}"
+    return text if len(text) <= 60 else f"{text[:40]}... ({len(text)} characters)"
 
-    Refuses anything else (``True`` included) with an error naming ``where``.
+
+def _real(value: object, where: str, what: str, *, bound: str) -> float:
+    """``value`` as a finite float, or a ``BuildError`` naming ``where`` and ``what``.
+
+    ``bool`` is refused (``True`` is no count or duration), and so are ints
+    too large for a float, ``inf`` and ``nan``; ``bound`` is the rest of the
+    rule, for the message (``"> 0"``).
+    """
+    number: float | None = None
+    if not isinstance(value, bool) and isinstance(value, int | float):
+        try:
+            number = float(value)
+        except OverflowError:
+            number = None
+    if number is None or not math.isfinite(number):
+        msg = f"{where}: {what} must be a finite number {bound}, got {_show(value)}"
+        raise BuildError(msg)
+    return number
+
+
+def _seconds(value: object, where: str, what: str) -> float:
+    """``value`` as seconds of trio time: a finite number or a ``timedelta``, > 0.
+
+    Refuses anything else (``True``, ``inf``, ``nan``, an int too large for
+    a float) with a ``BuildError`` naming ``where``.
     """
     if isinstance(value, timedelta):
         value = value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        msg = f"{where}: {what} must be a number of seconds or a timedelta > 0, got {value!r}"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        msg = f"{where}: {what} must be a number of seconds or a timedelta > 0, got {_show(value)}"
         raise BuildError(msg)
-    return float(value)
+    seconds = _real(value, where, what, bound="of seconds > 0")
+    if not seconds > 0:
+        msg = f"{where}: {what} must be a number of seconds or a timedelta > 0, got {_show(value)}"
+        raise BuildError(msg)
+    return seconds
+
+
+def _count(value: object, where: str, what: str, *, minimum: int = 1, alternative: str = "") -> int:
+    """``value`` as a whole number ``>= minimum``, or a ``BuildError`` (``bool`` refused).
+
+    ``alternative`` names what else the argument may be, for the message.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        msg = f"{where}: {what} must be an int >= {minimum}, got {_show(value)}{alternative}"
+        raise BuildError(msg)
+    return value
 
 
 #: Fields that are bookkeeping, not what a node is made of.
@@ -416,9 +466,7 @@ class Agent(Generic[_In_contra, _Out_co, _Err_co]):
         from ._retry import Backoff
 
         where = f"{self.name}.retry()"
-        if isinstance(times, bool) or not isinstance(times, int) or times < 0:
-            msg = f"{where}: times must be an int >= 0, got {times!r}"
-            raise BuildError(msg)
+        _count(times, where, "times", minimum=0)
         if backoff is not None and not isinstance(backoff, Backoff):
             msg = f"{where}: backoff must be a Backoff, got {backoff!r}"
             raise BuildError(msg)
@@ -427,12 +475,25 @@ class Agent(Generic[_In_contra, _Out_co, _Err_co]):
         limit = None if deadline is None else _seconds(deadline, where, "deadline")
         return Retry(self, times, backoff or Backoff(), when, limit)
 
-    def limit(self, n: int) -> Agent[_In_contra, _Out_co, _Err_co]:
-        """At most ``n`` leaves of this subtree run at once."""
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            msg = f"{self.name}.limit(): n must be an int >= 1, got {n!r}"
-            raise BuildError(msg)
-        return Limit(self, n)
+    def limit(self, n: int | PriorityLimiter) -> Agent[_In_contra, _Out_co, _Err_co]:
+        """At most ``n`` leaves of this subtree run at once.
+
+        With an int, each run gets a limiter of its own.  With a
+        :class:`PriorityLimiter` you created, every tree and run that names
+        it shares its slots (an API's concurrency is per key, for the whole
+        process); priorities are honoured across them (docs/asyncio.md).
+
+        >>> from combinators import PriorityLimiter, pure, run_sync
+        >>> api = PriorityLimiter(5)
+        >>> run_sync(pure(str.upper).limit(api), "hi")
+        <Success: HI>
+        """
+        if not isinstance(n, int):
+            from ._limits import PriorityLimiter
+
+            if isinstance(n, PriorityLimiter):
+                return Limit(self, n.total, n)
+        return Limit(self, _count(n, f"{self.name}.limit()", "n", alternative="; or pass a PriorityLimiter, to share one"))
 
     def priority(self, priority: Priority) -> Agent[_In_contra, _Out_co, _Err_co]:
         """Admission order of this subtree's leaves when they wait on a limiter."""
@@ -453,24 +514,47 @@ class Agent(Generic[_In_contra, _Out_co, _Err_co]):
 
     def rate(
         self,
-        calls: float,
+        calls: float | StartWindow,
         *,
-        per: float | timedelta = 1.0,
+        per: float | timedelta | None = None,
         weight: Callable[[Any], float] | None = None,
     ) -> Agent[_In_contra, _Out_co, _Err_co]:
-        """At most ``calls`` leaf starts per ``per`` seconds (a token bucket).
+        """At most ``calls`` leaf starts in any ``per``-second window of trio time (default 1 s).
 
-        ``weight(x)`` lets one call on input ``x`` take several tokens
-        (tokens-per-minute limits of LLM providers).
+        A sliding log of the starts in the last ``per`` seconds, not a
+        refilling token bucket (docs/resources.md says why).  ``weight(x)``
+        lets the start of a leaf on input ``x`` count as several calls
+        (tokens-per-minute limits of LLM providers); it must give a finite
+        number >= 0, and a start heavier than ``calls`` goes alone once the
+        window is empty.  Given a :class:`StartWindow` you created instead
+        of ``calls``, every tree and run that names it shares that one
+        window (docs/asyncio.md).
+
+        >>> from combinators import each, pure, run_sync
+        >>> run_sync(each(pure(len)).rate(100, per=60, weight=len), ["ab", "cde"])
+        <Success: [2, 3]>
         """
         where = f"{self.name}.rate()"
-        if not isinstance(calls, int | float) or not calls > 0:
-            msg = f"{where}: calls must be > 0, got {calls!r}"
+        if not isinstance(calls, int | float):
+            from ._limits import StartWindow
+
+            if isinstance(calls, StartWindow):
+                if per is not None:
+                    msg = f"{where}: a shared StartWindow has its own period; drop per={per!r}"
+                    raise BuildError(msg)
+                if weight is not None:
+                    _require_callable(weight, where)
+                return Rate(self, float(calls.calls), float(calls.per), weight, calls)
+        if per is None:
+            per = 1.0
+        limit = _real(calls, where, "calls", bound="> 0")
+        if not limit > 0:
+            msg = f"{where}: calls must be a finite number > 0, got {_show(calls)}"
             raise BuildError(msg)
         window = _seconds(per, where, "per")
         if weight is not None:
             _require_callable(weight, where)
-        return Rate(self, float(calls), window, weight)
+        return Rate(self, limit, window, weight)
 
     def bind(
         self,
@@ -493,6 +577,71 @@ class Agent(Generic[_In_contra, _Out_co, _Err_co]):
         from ._control import make_bind
 
         return make_bind(self, f, key)
+
+    # -- spend (docs/spend.md) ----------------------------------------------
+
+    def costs(self, usage: Usage) -> Agent[_In_contra, _Out_co, _Err_co]:
+        """Declare the most one call of this leaf may use (reserved under a budget).
+
+        Only leaves declare: a composite's usage is its leaves'.
+
+        >>> from combinators import Usage, pure
+        >>> pure(str.upper).costs(Usage(calls=1, cost=0.02)).spend
+        Usage(calls=1, input_tokens=None, output_tokens=None, cost=0.02)
+        """
+        from ._spend import Usage
+
+        where = f"{self.name}.costs()"
+        if not isinstance(usage, Usage):
+            msg = f"{where}: expected a Usage, got {type(usage).__name__} {usage!r}"
+            raise BuildError(msg)
+        if not isinstance(self, Leaf):
+            msg = (
+                f"{where}: only a leaf (agent(), lift(), pure()) declares costs, got a {self.kind} node; "
+                f"declare them on its leaves"
+            )
+            raise BuildError(msg)
+        return attrs.evolve(self, spend=usage)
+
+    def budget(self, limit: Usage | Budget) -> Agent[_In_contra, _Out_co, _Err_co | OverBudget]:
+        """Reserve every leaf call below in ``limit`` before it starts; fail with ``OverBudget`` if it does not fit.
+
+        A ``Usage`` is a fresh budget for each run; a ``Budget`` object is
+        shared by every tree and run it is attached to.  A budget that limits
+        a field no leaf below declares (``.costs``) is refused now.
+
+        >>> from combinators import Usage, pure, run_sync
+        >>> step = pure(str.upper).costs(Usage(cost=0.5))
+        >>> run_sync((step >> step >> step).budget(Usage(cost=1.0)), "a").failure().asked
+        Usage(calls=None, input_tokens=None, output_tokens=None, cost=0.5)
+        """
+        from ._spend import Budget, Usage, check_budget
+
+        where = f"{self.name}.budget()"
+        if isinstance(limit, Usage):
+            Budget(limit, name="budget")  # checks the limit itself
+            check_budget(self, limit, where)
+        elif isinstance(limit, Budget):
+            check_budget(self, limit.limit, where)
+        else:
+            msg = f"{where}: expected a Usage or a Budget, got {type(limit).__name__} {limit!r}"
+            raise BuildError(msg)
+        return Budgeted(self, limit)
+
+    def cache(
+        self, store: Cache, *, ttl: float | timedelta | None = None, failures: bool = False
+    ) -> Agent[_In_contra, _Out_co, _Err_co]:
+        """Answer this leaf from ``store`` when it already ran on an equal input.
+
+        Keyed by the leaf's name, its ``versioned()`` version and the input's
+        hash; successes are kept (and permanent failures with
+        ``failures=True``) for ``ttl`` seconds (``None``: for ever).  A hit
+        reserves and charges nothing.  Identical calls in flight at once run
+        once.  See docs/spend.md.
+        """
+        from ._cache import cached_leaf
+
+        return cached_leaf(self, store, ttl=None if ttl is None else _seconds(ttl, f"{self.name}.cache()", "ttl"), failures=failures)
 
 
 class _Ref:
@@ -594,6 +743,10 @@ class Leaf(Agent[_In_contra, _Out_co, _Err_co]):
     fn: Callable[[Any], Any]
     mode: LeafMode
     is_async: bool
+    #: What one call may use (``.costs``); None: nothing declared.
+    spend: Usage | None = attrs.field(default=None, kw_only=True)
+    #: Where its outcomes are cached (``.cache``); None: not cached.
+    cached: Any = attrs.field(default=None, kw_only=True)
     kind: ClassVar[str] = "leaf"
 
     def _default_name(self) -> str:
@@ -603,6 +756,10 @@ class Leaf(Agent[_In_contra, _Out_co, _Err_co]):
         text = f"{self.mode.value}({_fn_name(self.fn)})"
         if self.label is not None:
             text += f".named({self.label!r})"
+        if self.spend is not None:
+            text += f".costs({self.spend!r})"
+        if self.cached is not None:
+            text += f".cache({self.cached!r})"
         return [text]
 
 
@@ -948,6 +1105,9 @@ class Limit(Agent[_In_contra, _Out_co, _Err_co]):
 
     inner: Agent[Any, Any, Any]
     n: int
+    #: The limiter every run shares (``.limit(limiter)``), or None: one per run.
+    #: Compared by identity, like the limiter itself.
+    shared: PriorityLimiter | None = None
     kind: ClassVar[str] = "limit"
     _wraps: ClassVar[str | None] = "inner"
 
@@ -972,9 +1132,22 @@ class Rate(Agent[_In_contra, _Out_co, _Err_co]):
     calls: float
     per: float
     weight: Callable[[Any], float] | None
+    #: The window every run shares (``.rate(window)``), or None: one per run.
+    shared: StartWindow | None = None
     kind: ClassVar[str] = "rate"
     _wraps: ClassVar[str | None] = "inner"
 
+
+
+@final
+@attrs.frozen(eq=False, repr=False)
+class Budgeted(Agent[_In_contra, _Out_co, _Err_co]):
+    """``inner.budget(limit)``: a ``Usage`` (one budget per run) or a shared ``Budget``."""
+
+    inner: Agent[Any, Any, Any]
+    limit: Any
+    kind: ClassVar[str] = "budget"
+    _wraps: ClassVar[str | None] = "inner"
 
 
 #: Sequence nodes drawn as one spine (see ``_in_loop``).

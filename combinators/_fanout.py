@@ -102,6 +102,8 @@ class Each(Agent[Iterable[_In_contra], list[_Out_co], _Err_co], Generic[_In_cont
     """``each(inner)``: ``inner`` on every element, results in input order."""
 
     inner: Agent[Any, Any, Any]
+    #: The most elements it takes (``each(..., at_most=n)``), for ``estimate``; None: any number.
+    at_most: int | None = attrs.field(default=None, kw_only=True)
     kind: ClassVar[str] = "each"
 
 
@@ -166,7 +168,7 @@ def _operands(agents: tuple[object, ...], what: str) -> tuple[Agent[Any, Any, An
     return tuple(agents)  # type: ignore[arg-type]
 
 
-def each(inner: Agent[_I, _O, _E], /) -> Each[_I, _O, _E]:
+def each(inner: Agent[_I, _O, _E], /, *, at_most: int | None = None) -> Each[_I, _O, _E]:
     """Run ``inner`` on every element of an iterable input, at once up to the limits.
 
     **Fail-fast:** the first failure cancels every other element and is the
@@ -179,6 +181,10 @@ def each(inner: Agent[_I, _O, _E], /) -> Each[_I, _O, _E]:
     ``run(max_concurrency=c)``) at most ``c`` elements are in flight, each
     started only when a slot is free, so memory grows with ``c``, not with
     the number of inputs.  Element ``i`` runs at ``<path>/<inner name>[i]``.
+    ``at_most=n`` states the most elements an input may have, so that
+    :func:`estimate` can bound a fan-out over a list known only at run time;
+    an input with more is a bug (``ValueError`` once the ``n+1``-th element
+    is pulled, the first ``n`` having started).
 
     >>> from returns.result import Failure, Success
     >>> from combinators import collect, lift, pure, run_sync
@@ -191,7 +197,10 @@ def each(inner: Agent[_I, _O, _E], /) -> Each[_I, _O, _E]:
     <Success: [<Success: 1.0>, <Failure: Crashed(...path='collect/each/inverse[1]')>, <Success: 0.5>]>
     """
     _require_agent(inner, "each() argument", None)
-    return Each(inner)
+    if at_most is not None and (isinstance(at_most, bool) or not isinstance(at_most, int) or at_most < 0):
+        msg = f"each({inner.name}): at_most must be an int >= 0 or None, got {at_most!r}"
+        raise BuildError(msg)
+    return Each(inner, at_most=at_most)
 
 
 # -- collect -------------------------------------------------------------------
@@ -462,9 +471,11 @@ def _each_runner(c: Compiler, node: Each[Any, Any, Any], env: Env, *, keep_going
     inner = c.compile(node.inner, env)
     name = node.inner.name
     width = env.innermost_capacity
+    at_most = node.at_most
     if isinstance(node.inner, Limit):
         # each(a.limit(n)): every element passes through that one limiter,
-        # so no more than n can run: n workers, not a task per element.
+        # so no more than n can run: n workers, not a task per element
+        # (a shared limiter too: n is its size).
         width = node.inner.n if width is None else min(width, node.inner.n)
 
     async def run_each(x: Any, path: str) -> Result[Any, Any]:
@@ -494,6 +505,10 @@ def _each_runner(c: Compiler, node: Each[Any, Any, Any], env: Env, *, keep_going
                     keep_first_crash(crash, scope, exc)
                     return None
                 if item is _DONE:
+                    return None
+                if at_most is not None and len(out) >= at_most:
+                    msg = f"each() at {path!r} was declared at_most={at_most} but its input has more elements"
+                    keep_first_crash(crash, scope, ValueError(msg))
                     return None
                 out.append(None)
                 return len(out) - 1, item

@@ -27,9 +27,12 @@ from __future__ import annotations
 
 import abc
 import contextvars
+import dataclasses
 import hashlib
 import json
 import math
+import re
+import reprlib
 import types
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -40,7 +43,8 @@ import cattrs
 import trio
 from returns.result import Failure, Result, Success
 
-from ._exceptions import AgentTypeError, BuildError
+from ._chain import _CHAIN_KINDS, chain_parts
+from ._exceptions import AgentTypeError, BuildError, Crashed
 from ._expr import Agent, Leaf, LeafMode, _fn_name
 from ._observe import ATTEMPT, EventKind, emit
 from ._plan import Compiler, Env, LeafLayer, segments
@@ -52,8 +56,14 @@ if TYPE_CHECKING:
 
 _A = TypeVar("_A", bound=Agent[Any, Any, Any])
 
+#: A URL scheme (RFC 3986): a letter, then letters, digits, ``+``, ``-``
+#: or ``.``, then ``:``.  ``./a:b.db`` has none (``.`` cannot start one).
+_SCHEME: Final = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):")
+
+_KNOWN: Final = frozenset({"sqlite", "postgresql", "postgres", "memory"})
+
 #: Bumped when the stored encoding changes; part of every manifest.
-FORMAT: Final = 1
+FORMAT: Final = 2
 
 
 # --------------------------------------------------------------------------
@@ -235,13 +245,20 @@ class Op:
     done: trio.Event | None = None
 
 
+#: Ops in a row that fail alone like their batch did: the database is failing.
+_GLOBAL_FAILURE: Final = 2
+
+
 class _Batcher:
     """Group commit: a writer task runs all queued operations in one batch.
 
-    ``execute(batch)`` runs in a worker thread and must set each op's
-    ``result`` (or raise, which fails the whole batch).  Leaves that finish
-    while a batch is being written queue up and go into the next one, so a
-    wide fan-out pays one transaction per batch, not one per leaf.
+    ``execute(batch)`` runs in a worker thread, in one transaction, and must
+    set each op's ``result`` (or raise).  Leaves that finish while a batch
+    is being written queue up and go into the next one, so a wide fan-out
+    pays one transaction per batch, not one per leaf.  A batch that fails is
+    written again op by op, so one bad record fails only its own leaf.
+    Operations still queued when the session ends (a run that raised) are
+    written by :meth:`flush`.
     """
 
     def __init__(self, execute: Callable[[list[Op]], None]) -> None:
@@ -266,22 +283,60 @@ class _Batcher:
         self._send.close()
 
     async def serve(self) -> None:
-        async with self._recv:
-            async for first in self._recv:
-                batch = [first]
-                while True:
-                    try:
-                        batch.append(self._recv.receive_nowait())
-                    except (trio.WouldBlock, trio.EndOfChannel):
-                        break
-                try:
-                    await trio.to_thread.run_sync(self._execute, batch)
-                except Exception as exc:
-                    for op in batch:
-                        op.error = exc
-                for op in batch:
-                    if op.done is not None:
-                        op.done.set()
+        async for first in self._recv:
+            await self._write([first, *self._queued()])
+
+    async def flush(self) -> None:
+        """Write what is still queued (after :meth:`close`), shielded."""
+        with trio.CancelScope(shield=True):
+            batch = self._queued()
+            if batch:
+                await self._write(batch)
+        self._recv.close()
+
+    def _queued(self) -> list[Op]:
+        out: list[Op] = []
+        while True:
+            try:
+                out.append(self._recv.receive_nowait())
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                return out
+
+    async def _isolate(self, batch: list[Op], exc: Exception) -> None:
+        """After ``batch`` failed with ``exc``: write its ops one by one.
+
+        Two ops in a row failing like the batch did mean the database
+        itself fails (locked, gone), not one record: the rest get ``exc``
+        without more attempts, each of which could wait for a lock.
+        """
+        if len(batch) == 1:
+            batch[0].error = exc
+            return
+        alike = 0
+        for op in batch:
+            if alike >= _GLOBAL_FAILURE:
+                op.error = exc
+                continue
+            op.result = None
+            try:
+                await trio.to_thread.run_sync(self._execute, [op])
+            except Exception as one:  # noqa: PERF203 - isolating the bad op
+                op.error = one
+                alike = alike + 1 if type(one) is type(exc) else 0
+            else:
+                alike = 0
+
+    async def _write(self, batch: list[Op]) -> None:
+        # Shielded: a batch taken off the queue is written and answered, so
+        # a leaf that finished before a cancel keeps its record.
+        with trio.CancelScope(shield=True):
+            try:
+                await trio.to_thread.run_sync(self._execute, batch)
+            except Exception as exc:
+                await self._isolate(batch, exc)
+            for op in batch:
+                if op.done is not None:
+                    op.done.set()
 
 
 # --------------------------------------------------------------------------
@@ -301,11 +356,16 @@ class Journal(abc.ABC):
     converter: cattrs.Converter
 
     @staticmethod
-    def sqlite(path: str, *, converter: cattrs.Converter | None = None) -> SqliteJournal:
-        """An SQLite journal in the file ``path`` (WAL, full fsync, group commit)."""
+    def sqlite(path: str, *, converter: cattrs.Converter | None = None, fsync: bool = False) -> SqliteJournal:
+        """An SQLite journal in the file ``path`` (WAL, group commit).
+
+        A commit survives the process being killed; with ``fsync=True`` it
+        also survives the machine losing power, at an fsync per commit
+        (which a long chain, committing once per step, feels most).
+        """
         from ._journal_sqlite import SqliteJournal
 
-        return SqliteJournal(path, converter=converter)
+        return SqliteJournal(path, converter=converter, fsync=fsync)
 
     @staticmethod
     def postgres(
@@ -335,14 +395,26 @@ class Journal(abc.ABC):
         """A journal from a URL, for command lines and configuration.
 
         ``postgresql://...`` (or ``postgres://``) is PostgreSQL;
-        ``sqlite:PATH``, ``sqlite:///PATH`` or a plain file path is SQLite;
-        ``memory:`` is an in-memory journal.
+        ``sqlite:PATH`` or ``sqlite:///PATH`` is SQLite, and so is a plain
+        file path; ``memory:`` is an in-memory journal.  Anything else that
+        starts like a URL scheme (letters, then ``:``) is refused, so a typo
+        such as ``sqllite:runs.db`` never becomes a file of that name.  A
+        file whose name holds a colon is written ``./a:b.db`` or
+        ``sqlite:a:b.db``; a one-letter scheme is a Windows drive
+        (``C:\\runs.db``).
 
         >>> Journal.from_url("sqlite:runs.db")
         Journal.sqlite('runs.db')
+        >>> Journal.from_url("runs/today.db")
+        Journal.sqlite('runs/today.db')
+        >>> try:
+        ...     Journal.from_url("sqllite:runs.db")
+        ... except ValueError as exc:
+        ...     print(str(exc).split(";")[0])
+        Journal.from_url(): unknown journal scheme 'sqllite' in 'sqllite:runs.db'
         """
         if not isinstance(url, str) or not url:
-            msg = f"Journal.from_url(): expected a non-empty URL, got {url!r}"
+            msg = f"Journal.from_url(): expected a non-empty URL, got {safe_repr(url)}"
             raise BuildError(msg)
         if url.startswith(("postgresql://", "postgres://")):
             return Journal.postgres(url)
@@ -355,8 +427,19 @@ class Journal(abc.ABC):
                 msg = f"Journal.from_url(): {url!r} names no file"
                 raise BuildError(msg)
             return Journal.sqlite(path)
-        if "://" in url:
-            msg = f"Journal.from_url(): unknown journal URL {url!r}; use sqlite:PATH or postgresql://..."
+        scheme = _SCHEME.match(url)
+        if scheme is not None and scheme.group(1).lower() in _KNOWN:
+            msg = (
+                f"Journal.from_url(): {url!r} is not a journal URL; write "
+                f"sqlite:PATH, postgresql://..., postgres://... or memory: (nothing after the colon)"
+            )
+            raise BuildError(msg)
+        if scheme is not None and len(scheme.group(1)) > 1:
+            msg = (
+                f"Journal.from_url(): unknown journal scheme {scheme.group(1)!r} in {url!r}; known schemes: "
+                f"sqlite:PATH, postgresql://..., postgres://..., memory: "
+                f"(a plain path is an SQLite file: write ./NAME for a name with a colon)"
+            )
             raise BuildError(msg)
         return Journal.sqlite(url)
 
@@ -378,15 +461,30 @@ def _converter(converter: cattrs.Converter | None) -> cattrs.Converter:
 
 
 def check_manifest(run_id: str, stored: str | None, manifest: str) -> None:
-    """Raise :class:`JournalMismatch` if ``manifest`` differs from ``stored``."""
+    """Raise :class:`JournalMismatch` if ``manifest`` differs from ``stored``.
+
+    Manifests are compared by content (JSON spacing and key order do not
+    matter); one that cannot be read is a mismatch at the run's root.
+    """
     if stored is None or stored == manifest:
         return
-    old = json.loads(stored)
     new = json.loads(manifest)
-    if old.get("format") != new.get("format"):
-        raise JournalMismatch(run_id, new["nodes"][0][0], "was recorded by another journal format")
-    old_nodes = old["nodes"]
-    new_nodes = new["nodes"]
+    new_nodes: list[list[Any]] = new["nodes"]
+    root = str(new_nodes[0][0])
+    try:
+        old = json.loads(stored)
+    except ValueError:
+        raise JournalMismatch(run_id, root, "has a stored manifest that is not JSON") from None
+    if not isinstance(old, dict) or old.get("format") != new["format"]:
+        fmt = old.get("format") if isinstance(old, dict) else None
+        raise JournalMismatch(
+            run_id, root, f"was recorded by journal format {safe_repr(fmt)} (this version writes {FORMAT})"
+        )
+    old_nodes = old.get("nodes")
+    if not isinstance(old_nodes, list) or not all(_is_entry(e) for e in old_nodes):
+        raise JournalMismatch(run_id, root, "has a stored manifest whose nodes cannot be read")
+    if old_nodes == new_nodes:
+        return
     for (op, ok, on, ov), (np, nk, nn, nv) in zip(old_nodes, new_nodes, strict=False):
         if (op, ok, on, ov) != (np, nk, nn, nv):
             was = _describe(ok, on, ov)
@@ -398,6 +496,16 @@ def check_manifest(run_id: str, stored: str | None, manifest: str) -> None:
         raise JournalMismatch(run_id, np, f"is new ({_describe(nk, nn, nv)})")
     op, ok, on, ov = old_nodes[len(new_nodes)]
     raise JournalMismatch(run_id, op, f"was {_describe(ok, on, ov)} and is gone")
+
+
+def _is_entry(entry: object) -> bool:
+    """A manifest entry as this format writes it: ``[path, kind, name, version]``."""
+    return (
+        isinstance(entry, list)
+        and len(entry) == 4
+        and all(isinstance(part, str) for part in entry[:3])
+        and (entry[3] is None or isinstance(entry[3], str))
+    )
 
 
 def _describe(kind: str, name: str, version: str | None) -> str:
@@ -520,43 +628,71 @@ def _may_be_permanent(tp: Any) -> list[type[Any]]:
     return out
 
 
+def _checked_info(leaf: Leaf[Any, Any, Any], path: str, converter: cattrs.Converter) -> _LeafInfo:
+    """The journal facts of ``leaf``; refuses types the converter cannot structure."""
+    info = _leaf_info(leaf)
+    problem = _unsupported(converter, info.out_type)
+    if problem is not None:
+        msg = (
+            f"journal: the output of leaf {path!r} ({info.out_type!r}) cannot be stored: {problem}; "
+            f"return an encodable type or register hooks on the journal's converter"
+        )
+        raise AgentTypeError(msg)
+    for perm in _may_be_permanent(info.err_type):
+        problem = _unsupported(converter, perm)
+        if problem is not None:
+            msg = (
+                f"journal: the permanent error {perm!r} of leaf {path!r} cannot be stored: {problem}; "
+                f"register hooks for it on the journal's converter"
+            )
+            raise AgentTypeError(msg)
+    return info
+
+
+#: A manifest entry: (run path, node kind, node name, leaf version).
+_Entry = tuple[str, str, str, "str | None"]
+
+
 def plan_tree(agent: Agent[Any, Any, Any], converter: cattrs.Converter) -> tuple[str, dict[int, _LeafInfo]]:
     """The tree's manifest (JSON) and the journal facts of each leaf.
 
-    Refuses, before anything runs, a leaf whose declared output (or
-    permanent error) type the converter cannot structure.
+    The manifest lists the nodes at the paths the interpreter runs them at:
+    a chain is its flattened steps (``seq/inc[0]``, ``seq/inc[1]``, ...,
+    from ``_chain.chain_parts``), so its size grows with the number of
+    nodes, not with their depth.  Refuses, before anything runs, a leaf
+    whose declared output (or permanent error) type the converter cannot
+    structure.
     """
-    nodes: list[tuple[str, str, str, str | None]] = []
+    nodes: list[_Entry] = []
     infos: dict[int, _LeafInfo] = {}
-    stack: list[tuple[Agent[Any, Any, Any], str]] = [(agent, agent.name)]
+    # Items: a node to visit at a path, or an entry ready to be written.
+    stack: list[tuple[Agent[Any, Any, Any], str] | _Entry] = [(agent, agent.name)]
     while stack:
-        node, path = stack.pop()
+        item = stack.pop()
+        if len(item) == 4:
+            nodes.append(item)
+            continue
+        node, path = item
         if isinstance(node, Leaf):
             info = infos.get(id(node))
             if info is None:
-                info = _leaf_info(node)
-                problem = _unsupported(converter, info.out_type)
-                if problem is not None:
-                    msg = (
-                        f"journal: the output of leaf {path!r} ({info.out_type!r}) cannot be stored: {problem}; "
-                        f"return an encodable type or register hooks on the journal's converter"
-                    )
-                    raise AgentTypeError(msg)
-                for perm in _may_be_permanent(info.err_type):
-                    problem = _unsupported(converter, perm)
-                    if problem is not None:
-                        msg = (
-                            f"journal: the permanent error {perm!r} of leaf {path!r} cannot be stored: {problem}; "
-                            f"register hooks for it on the journal's converter"
-                        )
-                        raise AgentTypeError(msg)
-                infos[id(node)] = info
+                info = infos[id(node)] = _checked_info(node, path, converter)
             nodes.append((path, "leaf", node.name, info.version))
+            continue
+        nodes.append((path, node.kind, node.name, None))
+        later: list[tuple[Agent[Any, Any, Any], str] | _Entry] = []
+        if isinstance(node, _CHAIN_KINDS):
+            for what, kid, seg in chain_parts(node):
+                if what == "fallback":
+                    later.append((path, "fallback", "fallback", None))
+                if kid is None:
+                    later.append((path, what, what, None))
+                else:
+                    later.append((kid, path + seg))
         else:
-            nodes.append((path, node.kind, node.name, None))
-        kids = node.children()
-        segs = segments(kids)
-        stack.extend((k, path + s) for k, s in zip(reversed(kids), reversed(segs), strict=True))
+            kids = node.children()
+            later.extend(zip(kids, (path + s for s in segments(kids)), strict=True))
+        stack.extend(reversed(later))
     manifest = json.dumps({"format": FORMAT, "nodes": nodes}, separators=(",", ":"))
     return manifest, infos
 
@@ -584,6 +720,29 @@ def idempotency_key(run_id: str, path: str, digest: str) -> str:
     return hashlib.sha256(f"{run_id}\0{path}\0{digest}".encode()).hexdigest()
 
 
+def safe_repr(value: object, limit: int = 120) -> str:
+    """``repr(value)`` cut to about ``limit`` characters, and never raising.
+
+    Messages about values a user's leaf returned must not fail themselves:
+    ``repr(10**5000)`` raises ``ValueError``, a 100,000-deep list raises
+    ``RecursionError``, a user's ``__repr__`` may raise anything.
+    """
+    if type(value) is int and value.bit_length() > 256:
+        return f"<int of {value.bit_length()} bits>"
+    try:
+        text = _REPR.repr(value)
+    except Exception:
+        return f"<{type(value).__name__} object>"
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
+_REPR: Final = reprlib.Repr()
+_REPR.maxlevel = 3
+_REPR.maxstring = 60
+_REPR.maxother = 60
+_REPR.maxlong = 60
+
+
 def _encode(converter: cattrs.Converter, value: object, tp: Any, path: str, what: str) -> str:
     try:
         if type(value) in _PLAIN:
@@ -593,10 +752,44 @@ def _encode(converter: cattrs.Converter, value: object, tp: Any, path: str, what
         else:
             data = converter.unstructure(value, unstructure_as=tp)
         text = _COMPACT.encode(data)
+        if not text.isascii():
+            # Every backend stores UTF-8 text: refuse what it cannot hold (a
+            # lone surrogate) here, for this leaf alone, not in a batch.
+            text.encode()
     except Exception as exc:
-        msg = f"journal: cannot store the {what} of leaf {path!r} ({type(value).__name__} {value!r}): {exc}"
+        msg = (
+            f"journal: cannot store the {what} of leaf {path!r} "
+            f"({type(value).__name__} {safe_repr(value)}): {safe_message(exc)}"
+        )
         raise TypeError(msg) from exc
     return text
+
+
+def safe_message(exc: BaseException) -> str:
+    """``str(exc)`` bounded and never raising (for messages about an error)."""
+    try:
+        text = str(exc) or type(exc).__name__
+    except Exception:
+        text = type(exc).__name__
+    return text if len(text) <= 300 else f"{text[:297]}..."
+
+
+class JournalCorrupt(ValueError):
+    """A stored record cannot be read back as its leaf declares it.
+
+    Raised when a resumed run meets a record that was changed by hand or
+    written by an incompatible version of the leaf; names the leaf and the
+    run.  Start a new run id (or delete the run's records) to go on.
+    """
+
+    def __init__(self, run_id: str, path: str, detail: str) -> None:
+        self.run_id = run_id
+        self.path = path
+        super().__init__(
+            f"journal run {run_id!r}: the record of leaf {path!r} cannot be read back: {detail}; "
+            f"the journal was changed outside combinators or by another version of the leaf: "
+            f"use a new run_id"
+        )
 
 
 def _replay(converter: cattrs.Converter, record: _Record, info: _LeafInfo, path: str, run_id: str) -> Result[Any, Any]:
@@ -607,7 +800,10 @@ def _replay(converter: cattrs.Converter, record: _Record, info: _LeafInfo, path:
             f"was recorded as {_describe('leaf', record.name, record.version)} "
             f"and is now {_describe('leaf', info.name, info.version)}",
         )
-    value = _decode(converter, record.ok, record.payload, info)
+    try:
+        value = _decode(converter, record.ok, record.payload, info)
+    except Exception as exc:
+        raise JournalCorrupt(run_id, path, safe_message(exc)) from exc
     return Success(value) if record.ok else Failure(value)
 
 
@@ -620,9 +816,30 @@ def _decode(converter: cattrs.Converter, ok: bool, payload: str, info: _LeafInfo
         # Errors are stored with their class name, so a union of error
         # classes with similar fields structures to the right member, and a
         # subclass of a declared class to that subclass.
+        if not isinstance(data, dict) or "type" not in data or "value" not in data:
+            msg = f"a stored error is {{'type': ..., 'value': ...}}, got {safe_repr(data)}"
+            raise TypeError(msg)
         name, data = data["type"], data["value"]
         tp = _error_class(info.err_type, name)
-    return converter.structure(data, tp) if tp is not Any else data
+    if tp is Any or (type(data) in _NUMBERS and _widened(tp, type(data))):
+        return data
+    return converter.structure(data, tp)
+
+
+#: JSON numbers (and booleans) as ``json.loads`` gives them.
+_NUMBERS: Final = frozenset({bool, int, float})
+
+
+def _widened(tp: Any, kind: type[Any]) -> bool:
+    """Is a ``kind`` value one the declared ``tp`` takes as a narrower type?
+
+    mypy lets a function declared ``-> float`` return an ``int`` and one
+    declared ``-> int`` return a ``bool``.  JSON keeps the difference
+    (``2`` and ``2.0``, ``true`` and ``1``), so the value comes back as it
+    was given instead of being converted to the declared type.
+    """
+    members = get_args(tp) if get_origin(tp) in (Union, types.UnionType) else (tp,)
+    return any((m is float and kind is not float) or (m is int and kind is bool) for m in members)
 
 
 def _error_class(declared: Any, name: str) -> Any:
@@ -650,25 +867,82 @@ def _not_restorable(path: str, ok: bool, info: _LeafInfo, value: object) -> Type
             f"would not come back from JSON as itself; annotate the function's return type"
         )
     return TypeError(
-        f"journal: the {what} of leaf {path!r} ({type(value).__name__} {value!r}) would not come back "
-        f"from the journal as itself; declare a type the converter restores exactly"
+        f"journal: the {what} of leaf {path!r} ({type(value).__name__} {safe_repr(value)}) would not come back "
+        f"from the journal as itself (declared {safe_repr(declared)}); declare a type the converter "
+        f"restores exactly (an int where float is declared, inside a container, comes back as a float)"
     )
 
 
 def _comes_back(converter: cattrs.Converter, ok: bool, payload: str, info: _LeafInfo, value: object) -> bool:
-    """Would a replay of ``payload`` give ``value`` back (same type, equal)?"""
+    """Would a replay of ``payload`` give ``value`` back exactly (types too)?"""
     try:
         back = _decode(converter, ok, payload, info)
     except Exception:
         return False
-    if type(back) is not type(value):
-        return False
-    if type(value).__eq__ is object.__eq__:
-        return True  # compared by identity: nothing to compare, trust the converter
-    try:
-        return bool(back == value) or repr(back) == repr(value)  # NaN is not == itself
-    except Exception:
-        return True  # no usable ==: trust the converter
+    return same(value, back)
+
+
+def same(a: object, b: object) -> bool:
+    """Are ``a`` and ``b`` equal with the same types all the way down?
+
+    ``==`` is not enough for a replay: ``True == 1`` and ``2 == 2.0``, and a
+    list of them compares equal to the other list.  Containers, attrs
+    classes, dataclasses and ``Result`` values are compared part by part
+    (iteratively: depth is no limit); other values by type and ``==``
+    (a class compared by identity is trusted to its converter).
+    """
+    stack: list[tuple[object, object]] = [(a, b)]
+    while stack:
+        x, y = stack.pop()
+        if x is y:
+            continue
+        kind = type(x)
+        if kind is not type(y):
+            return False
+        if kind is float:
+            assert isinstance(x, float) and isinstance(y, float)
+            if not (x == y or (math.isnan(x) and math.isnan(y))):
+                return False
+        elif kind in (list, tuple):
+            assert isinstance(x, list | tuple) and isinstance(y, list | tuple)
+            if len(x) != len(y):
+                return False
+            stack.extend(zip(x, y, strict=True))
+        elif kind is dict:
+            assert isinstance(x, dict) and isinstance(y, dict)
+            if len(x) != len(y):
+                return False
+            stack.extend(zip(x.keys(), y.keys(), strict=True))
+            stack.extend(zip(x.values(), y.values(), strict=True))
+        elif kind in (set, frozenset):
+            assert isinstance(x, set | frozenset) and isinstance(y, set | frozenset)
+            if len(x) != len(y):
+                return False
+            theirs = {e: e for e in y}
+            for e in x:
+                if e not in theirs:
+                    return False
+                stack.append((e, theirs[e]))
+        elif isinstance(x, Success | Failure):
+            assert isinstance(y, Success | Failure)
+            match x, y:
+                case (Success(u), Success(v)) | (Failure(u), Failure(v)):
+                    stack.append((u, v))
+                case _:
+                    return False
+        elif attrs.has(kind):
+            stack.extend((getattr(x, f.name), getattr(y, f.name)) for f in attrs.fields(kind) if f.eq)
+        elif dataclasses.is_dataclass(x):
+            stack.extend((getattr(x, f.name), getattr(y, f.name)) for f in dataclasses.fields(x) if f.compare)
+        elif kind.__eq__ is object.__eq__:
+            continue  # compared by identity: nothing to compare, trust the converter
+        else:
+            try:
+                if not bool(x == y):
+                    return False
+            except Exception:
+                continue  # no usable ==: trust the converter
+    return True
 
 
 def _report_replay(result: Result[Any, Any], path: str, kind: str) -> None:
@@ -689,6 +963,45 @@ def _type_name(tp: Any) -> str:
     return f"{getattr(tp, '__module__', '')}.{getattr(tp, '__qualname__', repr(tp))}"
 
 
+def _stored(converter: cattrs.Converter, result: Result[Any, Any], info: _LeafInfo, path: str) -> tuple[bool, str] | None:
+    """``(ok, payload)`` to record for ``result``, or ``None`` for a transient failure.
+
+    Raises ``TypeError`` naming the leaf when the value cannot be stored, or
+    would not come back from the journal as itself: refused now, for this
+    leaf alone, not on every resume (JSON keys are strings, arrays are
+    lists, an int inside a ``list[float]`` comes back a float).
+    """
+    match result:
+        case Success(value):
+            payload = _encode(converter, value, info.out_type, path, "output")
+            ok = True
+            if type(value) in _PLAIN and info.out_type in (Any, object, type(value)):
+                return ok, payload  # plain JSON comes back as itself
+        case Failure(value) if _is_permanent(value):
+            data = _encode(converter, value, type(value), path, "permanent error")
+            payload = f'{{"type":{_COMPACT.encode(_type_name(type(value)))},"value":{data}}}'
+            ok = False
+        case _:
+            return None
+    if not _comes_back(converter, ok, payload, info, value):
+        raise _not_restorable(path, ok, info, value)
+    return ok, payload
+
+
+class JournalWriteError(RuntimeError):
+    """The journal's database refused one leaf's record (or its claim to start).
+
+    Names the run and the leaf; the other records of the same batch are
+    kept (a failed batch is written again record by record).  The cause is
+    the database's own error.
+    """
+
+    def __init__(self, run_id: str, path: str, detail: str, *, action: str = "record") -> None:
+        self.run_id = run_id
+        self.path = path
+        super().__init__(f"journal run {run_id!r}: cannot {action} leaf {path!r}: {detail}")
+
+
 def journal_layer(session: _Session, converter: cattrs.Converter, infos: dict[int, _LeafInfo]) -> LeafLayer:
     """The leaf layer that answers from, and records into, ``session``."""
     run_id = session.run_id
@@ -697,15 +1010,19 @@ def journal_layer(session: _Session, converter: cattrs.Converter, infos: dict[in
         info = infos.get(id(leaf)) or _leaf_info(leaf)
         name, version = info.name, info.version
         observed, kind = c.observed, leaf.kind
+        lifted = leaf.mode is LeafMode.LIFT
 
         async def run_journaled_leaf(x: Any, path: str) -> Result[Any, Any]:
             try:
                 digest = input_hash(converter, x)
             except Exception as exc:
-                msg = f"journal: cannot hash the input of leaf {path!r} ({type(x).__name__}): {exc}"
+                msg = f"journal: cannot hash the input of leaf {path!r} ({type(x).__name__}): {safe_message(exc)}"
                 raise TypeError(msg) from exc
             key = (path, digest)
-            got = await session.begin(key, name, version)
+            try:
+                got = await session.begin(key, name, version)
+            except Exception as exc:
+                raise JournalWriteError(run_id, path, safe_message(exc), action="start") from exc
             if isinstance(got, _Record):
                 replayed = _replay(converter, got, info, path, run_id)
                 if observed:
@@ -720,27 +1037,26 @@ def journal_layer(session: _Session, converter: cattrs.Converter, infos: dict[in
             finally:
                 _CURRENT.reset(token)
             try:
-                if isinstance(result, Success):
-                    payload = _encode(converter, result._inner_value, info.out_type, path, "output")
-                    ok = True
-                elif _is_permanent(result._inner_value):
-                    error = result._inner_value
-                    data = _encode(converter, error, type(error), path, "permanent error")
-                    payload = f'{{"type":{json.dumps(_type_name(type(error)))},"value":{data}}}'
-                    ok = False
-                else:
-                    session.release(key)
-                    return result
-                value = result._inner_value
-                if type(value) not in _PLAIN and not _comes_back(converter, ok, payload, info, value):
-                    # Refused now, not on every resume: the replay would
-                    # give another value (JSON keys are strings, arrays are
-                    # lists, a subclass the declared type cannot name).
-                    raise _not_restorable(path, ok, info, value)
+                stored = _stored(converter, result, info, path)
+            except Exception as exc:
+                # The value cannot be recorded exactly: this leaf fails, alone
+                # (a lift leaf with Crashed, as for anything it raises; other
+                # leaves raise: their errors are typed and this is none).
+                session.release(key)
+                if lifted:
+                    return Failure(Crashed(exc, path))
+                raise
             except BaseException:
                 session.release(key)
                 raise
-            other = await session.finish(key, name, version, ok, payload)
+            if stored is None:
+                session.release(key)
+                return result
+            ok, payload = stored
+            try:
+                other = await session.finish(key, name, version, ok, payload)
+            except Exception as exc:
+                raise JournalWriteError(run_id, path, safe_message(exc)) from exc
             if other is not None:
                 return _replay(converter, other, info, path, run_id)
             return result
@@ -782,8 +1098,10 @@ async def run_journaled(
 
 __all__ = [
     "Journal",
+    "JournalCorrupt",
     "JournalMismatch",
     "JournalRecord",
+    "JournalWriteError",
     "LeafContext",
     "Permanent",
     "current_leaf",

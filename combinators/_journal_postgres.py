@@ -186,6 +186,7 @@ class PostgresJournal(Journal):
                     session.renewing.cancel()
         finally:
             with trio.CancelScope(shield=True):
+                await session.batcher.flush()
                 await trio.to_thread.run_sync(session.close)
 
     async def records(self, run_id: str) -> list[JournalRecord]:

@@ -1,10 +1,12 @@
-"""The SQLite journal: stdlib ``sqlite3`` in worker threads, WAL, full fsync.
+"""The SQLite journal: stdlib ``sqlite3`` in worker threads, WAL.
 
 One connection per run session, used only by the session's writer task (so
 calls are serialised even though trio's worker threads vary).  Every batch of
-queued operations is one ``BEGIN IMMEDIATE ... COMMIT``; with
-``synchronous=FULL`` the commit is on disk before any leaf of the batch
-returns its value downstream.
+queued operations is one ``BEGIN IMMEDIATE ... COMMIT``, committed before any
+leaf of the batch returns its value downstream.  By default
+(``synchronous=NORMAL``) a commit survives the process being killed but not
+the machine losing power; ``fsync=True`` (``synchronous=FULL``) makes it
+survive that too, at an fsync per commit.
 
 SQLite journals are for one process at a time per run: there are no leases,
 so two processes resuming the same run id at once may both run a leaf
@@ -62,10 +64,10 @@ WHERE run_id = ? AND path = ? AND input_hash = ?
 """
 
 
-def _connect(path: str) -> sqlite3.Connection:
+def _connect(path: str, fsync: bool = False) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
     conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA synchronous=FULL" if fsync else "PRAGMA synchronous=NORMAL")
     conn.executescript(_SCHEMA)
     return conn
 
@@ -73,16 +75,18 @@ def _connect(path: str) -> sqlite3.Connection:
 class SqliteJournal(Journal):
     """A journal in an SQLite file: the embedded default (see ``Journal.sqlite``)."""
 
-    def __init__(self, path: str, *, converter: cattrs.Converter | None = None) -> None:
+    def __init__(self, path: str, *, converter: cattrs.Converter | None = None, fsync: bool = False) -> None:
         self.path = str(path)
         self.converter = _converter(converter)
+        self.fsync = fsync
 
     def __repr__(self) -> str:
-        return f"Journal.sqlite({self.path!r})"
+        return f"Journal.sqlite({self.path!r}, fsync=True)" if self.fsync else f"Journal.sqlite({self.path!r})"
 
     @asynccontextmanager
     async def _session(self, run_id: str, manifest: str) -> AsyncIterator[_Session]:
-        conn = await trio.to_thread.run_sync(_connect, self.path)
+        conn = await trio.to_thread.run_sync(_connect, self.path, self.fsync)
+        session: _SqliteSession | None = None
         try:
             stored = await trio.to_thread.run_sync(_claim_manifest, conn, run_id, manifest)
             check_manifest(run_id, stored, manifest)
@@ -96,6 +100,8 @@ class SqliteJournal(Journal):
                     session.batcher.close()
         finally:
             with trio.CancelScope(shield=True):
+                if session is not None:
+                    await session.batcher.flush()
                 await trio.to_thread.run_sync(conn.close)
 
     async def records(self, run_id: str) -> list[JournalRecord]:

@@ -315,7 +315,8 @@ def _retry_title(node: Retry[Any, Any, Any]) -> str:
 
 
 def _rate_title(node: Rate[Any, Any, Any]) -> str:
-    return f"rate {node.calls:g} per {_seconds(node.per)}"
+    shared = " shared" if node.shared is not None else ""
+    return f"rate {node.calls:g} per {_seconds(node.per)}{shared}"
 
 
 _RULES: dict[type[Any], Callable[[MermaidGraph, Any], Block]] = {
@@ -326,7 +327,7 @@ _RULES: dict[type[Any], Callable[[MermaidGraph, Any], Block]] = {
     Fallback: _draw_steps,
     Timeout: _wrapped(lambda n: f"timeout {_seconds(n.seconds)}"),
     Retry: _wrapped(_retry_title),
-    Limit: _wrapped(lambda n: f"limit {n.n}"),
+    Limit: _wrapped(lambda n: f"limit {n.n}" + (" shared" if n.shared is not None else "")),
     Prioritized: _wrapped(lambda n: f"priority {n.value.name}"),
     Rate: _wrapped(_rate_title),
     Transform: _draw_steps,

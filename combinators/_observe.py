@@ -20,6 +20,7 @@ from returns.result import Failure, Result
 
 from ._exceptions import TimedOut
 from ._expr import Agent
+from ._notes import note_function
 from ._types import Runner
 
 
@@ -32,6 +33,10 @@ class EventKind(enum.Enum):
     RETRIED = "retried"
     TIMED_OUT = "timed_out"
     CANCELLED = "cancelled"
+    #: A leaf call's usage (``value`` is a ``Charge``), just before its terminal event.
+    CHARGED = "charged"
+    #: A leaf answered from its cache (``value`` is the answer), between its start and terminal events.
+    CACHED = "cached"
 
 
 # Module-level names for the hot paths: a global read is as cheap as a
@@ -161,6 +166,21 @@ def observing(observer: Observer, plan: Runner) -> Runner:
     return run_observing
 
 
+def tell(observer: Observer, event: Event) -> None:
+    """Give ``event`` to ``observer``; an exception it raises is noted as the observer's.
+
+    An observer's bug is not the node's: the note names the observer and
+    the path of the event it was given (and the node's own note is then not
+    added).  The hot calls (``started``, ``succeeded``) inline this, since a
+    ``try`` costs nothing until something raises and a call does.
+    """
+    try:
+        observer(event)
+    except Exception as exc:
+        note_function(exc, "observer", observer, event.path)
+        raise
+
+
 def observed(node: Agent[Any, Any, Any], runner: Runner) -> Runner:
     """Wrap a runner so the node's start and outcome reach the run's observer."""
     kind = node.kind
@@ -168,22 +188,30 @@ def observed(node: Agent[Any, Any, Any], runner: Runner) -> Runner:
     async def run_observed(x: Any, path: str) -> Result[Any, Any]:
         observer, now = SINK.get()
         attempt = ATTEMPT.get()
-        observer(new_event(Event, (STARTED, path, now(), kind, attempt, None, None)))
+        try:
+            observer(new_event(Event, (STARTED, path, now(), kind, attempt, None, None)))
+        except Exception as exc:  # ``tell``, inlined (hot)
+            note_function(exc, "observer", observer, path)
+            raise
         try:
             result = await runner(x, path)
         except Exception as exc:
             # A bug in an agent: the node failed (the exception propagates).
-            observer(new_event(Event, (FAILED, path, now(), kind, attempt, exc, None)))
+            tell(observer, new_event(Event, (FAILED, path, now(), kind, attempt, exc, None)))
             raise
         except BaseException:
-            observer(new_event(Event, (CANCELLED, path, now(), kind, attempt, None, None)))
+            tell(observer, new_event(Event, (CANCELLED, path, now(), kind, attempt, None, None)))
             raise
         if isinstance(result, Failure):
             error = result._inner_value
             terminal = TIMED_OUT if isinstance(error, TimedOut) and error.path == path else FAILED
-            observer(new_event(Event, (terminal, path, now(), kind, attempt, error, None)))
+            tell(observer, new_event(Event, (terminal, path, now(), kind, attempt, error, None)))
         else:
-            observer(new_event(Event, (SUCCEEDED, path, now(), kind, attempt, None, result._inner_value)))
+            try:
+                observer(new_event(Event, (SUCCEEDED, path, now(), kind, attempt, None, result._inner_value)))
+            except Exception as exc:  # ``tell``, inlined (hot)
+                note_function(exc, "observer", observer, path)
+                raise
         return result
 
     run_observed._observed = True  # type: ignore[attr-defined]
@@ -195,4 +223,4 @@ def emit(kind: EventKind, path: str, **fields: Any) -> None:
     sink = SINK.get(None)
     if sink is not None:
         observer, now = sink
-        observer(Event(kind, path, now(), **fields))
+        tell(observer, Event(kind, path, now(), **fields))

@@ -9,7 +9,13 @@ Compile-time context that flows down the tree (limiters in force, priority,
 rate windows) is an :class:`Env`; whether the run is observed and extra
 leaf layers (a journal) live on the :class:`Compiler`.  A plan that holds no
 state of its own run (no limiter, rate window or compile at run time: :attr:`Compiler.per_run` stays false) is kept and
-reused for every later run of the same tree.
+reused for every later run of the same tree.  A limiter or window the user
+shares (``.limit(limiter)``) is not state of one run: it leaves the plan
+reusable.
+
+A leaf whose function must run on asyncio (``aio.agent``) sets
+:attr:`Compiler.host_leaves`: ``compile_tree`` then makes the run find an
+asyncio loop at its start (``_aio_leaf.needs_host``).
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ from ._expr import Agent, Leaf, Priority
 from ._types import Runner
 
 if TYPE_CHECKING:
-    from ._limits import PriorityLimiter, StartWindow
+    from ._limits import Admission, SharedWindow, StartWindow
+    from ._spend import Budget
 
 _N = TypeVar("_N", bound=Agent[Any, Any, Any])
 
@@ -48,11 +55,14 @@ def compiles(kind: type[_N]) -> Callable[[Callable[[Compiler, _N, Env], Runner]]
 class Env:
     """What a node inherits from its ancestors at compile time."""
 
-    limiters: tuple[PriorityLimiter, ...] = ()
+    #: Per-run limiters and views of shared ones (``.limit(limiter)``), outermost first.
+    limiters: tuple[Admission, ...] = ()
     priority: Priority = Priority.NORMAL
-    windows: tuple[tuple[StartWindow, Callable[[Any], float] | None], ...] = ()
+    windows: tuple[tuple[StartWindow | SharedWindow, Callable[[Any], float] | None], ...] = ()
     #: Where leaf functions run (None: in the trio task); set by ``.on()``.
     executor: Any = None
+    #: Spend budgets above (outermost first); set by ``.budget()`` and ``run(budget=)``.
+    budgets: tuple[Budget, ...] = ()
 
     @property
     def innermost_capacity(self) -> int | None:
@@ -80,6 +90,8 @@ class Compiler:
         self.observed = observed
         self.leaf_layers = leaf_layers
         self.per_run = bool(leaf_layers)
+        #: Whether a leaf of this plan runs its coroutine on asyncio.
+        self.host_leaves = False
         self._memo: dict[tuple[int, Env], tuple[Agent[Any, Any, Any], Runner]] = {}
 
     def compile(self, node: Agent[Any, Any, Any], env: Env) -> Runner:

@@ -22,7 +22,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, ClassVar, TypeVar, final
+from typing import Any, TypeVar, final
 
 import attrs
 import trio
@@ -81,7 +81,10 @@ class RayCluster:
     init_kwargs: Mapping[str, Any]
     task_options: Mapping[str, Any]
     _remote: list[Any] = attrs.field(factory=list, init=False)
-    name: ClassVar[str] = "ray"
+    @property
+    def name(self) -> str:
+        """A short name for messages."""
+        return "ray"
 
     def check(self, fn: Callable[[Any], Any], where: str) -> None:
         """Refuse a function that Ray's cloudpickle cannot send."""

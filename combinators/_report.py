@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 import attrs
 
 from ._observe import Event, EventKind
+from ._spend import Usage
 
 
 class NodeStatus(enum.Enum):
@@ -58,6 +59,9 @@ class NodeReport:
     end: float | None
     error: str | None = None
     retries: int = 0
+    usage: Usage | None = None
+    overspent: tuple[str, ...] = ()
+    cache_hits: int = 0
 
     @property
     def duration(self) -> float | None:
@@ -80,6 +84,8 @@ class RunReport:
 
     nodes: tuple[NodeReport, ...]
     critical_path: tuple[str, ...] = ()
+    #: What every leaf call of the run charged (``None``: nothing metered).
+    usage: Usage | None = None
 
     @property
     def root(self) -> NodeReport | None:
@@ -132,7 +138,16 @@ class RunReport:
             lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
         if self.duration is not None:
             lines.append(f"total {self.duration:.3f}s; * critical path: {' > '.join(self.critical_path)}")
+        if self.usage is not None:
+            lines.append(f"usage {_usage_text(self.usage)}")
+            for n in self.nodes:
+                if n.overspent:
+                    lines.append(f"overspent: {n.path} charged more {', '.join(n.overspent)} than it declared")
         return "\n".join(lines)
+
+
+def _usage_text(u: Usage) -> str:
+    return ", ".join(f"{f}={getattr(u, f)}" for f in u.set_fields()) or "nothing"
 
 
 def _clip(text: str, width: int) -> str:
@@ -151,6 +166,9 @@ class _Acc:
     status: NodeStatus = NodeStatus.RUNNING
     error: str | None = None
     retries: int = 0
+    usage: Usage | None = None
+    overspent: tuple[str, ...] = ()
+    cache_hits: int = 0
 
 
 def build_report(events: Iterable[Event]) -> RunReport:
@@ -163,10 +181,19 @@ def build_report(events: Iterable[Event]) -> RunReport:
     [('p', 'succeeded'), ('p/abs', 'succeeded'), ('p/str', 'succeeded')]
     """
     acc: dict[str, _Acc] = {}
+    charges: list[tuple[str, Usage]] = []
     for event in events:
         a = acc.get(event.path)
         if a is None:
             a = acc[event.path] = _Acc(event.path, event.node, start=event.time)
+        if event.kind is EventKind.CHARGED:
+            charge = event.value
+            charges.append((event.path, charge.used))
+            a.overspent = tuple(sorted(set(a.overspent) | set(charge.overspent)))
+            continue
+        if event.kind is EventKind.CACHED:
+            a.cache_hits += 1
+            continue
         if event.kind is EventKind.STARTED:
             a.attempts += 1
             a.open += 1
@@ -183,6 +210,7 @@ def build_report(events: Iterable[Event]) -> RunReport:
                 a.status = _STATUS[event.kind]
             if event.error is not None:
                 a.error = repr(event.error)
+    total = _add_usage(acc, charges)
     nodes = tuple(
         NodeReport(
             path=a.path,
@@ -193,10 +221,27 @@ def build_report(events: Iterable[Event]) -> RunReport:
             end=None if a.open else a.end,
             error=a.error if a.status is not NodeStatus.SUCCEEDED else None,
             retries=a.retries,
+            usage=a.usage,
+            overspent=a.overspent,
+            cache_hits=a.cache_hits,
         )
         for a in _tree_order(acc)
     )
-    return RunReport(nodes, critical_path(nodes))
+    return RunReport(nodes, critical_path(nodes), total)
+
+
+def _add_usage(acc: dict[str, _Acc], charges: list[tuple[str, Usage]]) -> Usage | None:
+    """Add each charge to its node and every ancestor in the report; the run's total."""
+    total: Usage | None = None
+    for path, used in charges:
+        total = used if total is None else total + used
+        p: str | None = path
+        while p is not None:
+            a = acc.get(p)
+            if a is not None:
+                a.usage = used if a.usage is None else a.usage + used
+            p = p.rsplit("/", 1)[0] if "/" in p else None
+    return total
 
 
 def _tree_order(acc: dict[str, _Acc]) -> list[_Acc]:

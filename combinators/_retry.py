@@ -13,6 +13,7 @@ from typing import Protocol, runtime_checkable
 import attrs
 
 from ._exceptions import BuildError
+from ._expr import _real, _show
 
 
 @runtime_checkable
@@ -24,14 +25,25 @@ class RetryAfter(Protocol):
 
 
 def _positive(name: str, allow_zero: bool = True):  # type: ignore[no-untyped-def]
+    """An attrs validator: a finite real number (not a bool), ``>= 0`` or ``> 0``."""
+    bound = ">= 0" if allow_zero else "> 0"
+
     def check(_: object, attribute: attrs.Attribute[float], value: float) -> None:
-        ok = value >= 0 if allow_zero else value > 0
-        if not isinstance(value, int | float) or not ok:
-            bound = ">= 0" if allow_zero else "> 0"
-            msg = f"Backoff.{name} must be a number {bound}, got {value!r}"
-            raise BuildError(msg)
+        try:
+            number = _real(value, "Backoff", name, bound=bound)
+        except BuildError:
+            number = math.nan
+        if not (number >= 0 if allow_zero else number > 0):
+            msg = f"Backoff.{name} must be a finite number {bound}, got {_show(value)}"
+            raise BuildError(msg) from None
 
     return check
+
+
+def _seed(_: object, attribute: attrs.Attribute[int | None], value: int | None) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int | str | bytes)):
+        msg = f"Backoff.seed must be an int, a str or None, got {_show(value)}"
+        raise BuildError(msg)
 
 
 @attrs.frozen
@@ -52,7 +64,7 @@ class Backoff:
     factor: float = attrs.field(default=2.0, validator=_positive("factor", allow_zero=False))
     cap: float = attrs.field(default=30.0, validator=_positive("cap"))
     jitter: float = attrs.field(default=0.0, validator=_positive("jitter"))
-    seed: int | None = None
+    seed: int | None = attrs.field(default=None, validator=_seed)
 
     def __attrs_post_init__(self) -> None:
         if self.jitter > 1:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import random
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
@@ -29,6 +30,7 @@ from ._cancel import keep_first_crash, open_nursery
 from ._exceptions import Crashed, TimedOut
 from ._expr import (
     Agent,
+    Budgeted,
     Const,
     Leaf,
     LeafMode,
@@ -38,11 +40,14 @@ from ._expr import (
     Rate,
     Retry,
     Timeout,
+    _fn_name,
+    _show,
     node_cache,
 )
 from . import _chain as _chain  # registers the sequence rules
-from ._limits import PriorityLimiter, StartWindow
-from ._notes import not_a_result, note_node
+from ._aio_leaf import is_host_call, needs_host
+from ._limits import Admission, PriorityLimiter, SharedLimiter, SharedWindow, StartWindow, as_weight
+from ._notes import not_a_result, note_function, note_node
 from ._observe import (
     ATTEMPT,
     CANCELLED,
@@ -57,8 +62,10 @@ from ._observe import (
     new_event,
     observed,
     observing,
+    tell,
 )
 from ._plan import Compiler, Env, LeafLayer, compiles, segments
+from ._spend import Budget, SpendLimit, Usage
 from ._types import Runner
 
 if TYPE_CHECKING:
@@ -67,6 +74,7 @@ if TYPE_CHECKING:
 _I = TypeVar("_I")
 _O = TypeVar("_O")
 _E = TypeVar("_E")
+_OB = TypeVar("_OB")  # OverBudget when a budget is given, else unsolved (Never)
 
 
 # --------------------------------------------------------------------------
@@ -81,7 +89,8 @@ async def run(
     observer: Observer | None = None,
     journal: Journal | None = None,
     run_id: str | None = None,
-) -> Result[_O, _E]:
+    budget: SpendLimit[_OB] | None = None,
+) -> Result[_O, _E | _OB]:
     """Run ``agent`` on ``x`` inside trio and give its ``Result``.
 
     No task outlives this call.  ``max_concurrency`` bounds how many leaves
@@ -90,24 +99,31 @@ async def run(
     themselves with the node path as a note.  With a ``journal`` (and a
     ``run_id`` to resume by) every leaf's success is recorded before it is
     used, and a run with the same id answers recorded leaves from the
-    journal (docs/journal.md).
+    journal (docs/journal.md).  With a ``budget`` (a ``Usage`` for this run
+    or a shared ``Budget``) every leaf call first reserves what it declared
+    (``.costs``) and fails with ``OverBudget`` when that does not fit
+    (docs/spend.md).
 
     >>> from combinators import pure
     >>> import trio
     >>> trio.run(run, pure(str.upper), "hi")
     <Success: HI>
     """
+    if not trio.lowlevel.in_trio_task():
+        raise RuntimeError(outside_trio_message("run()"))
     if journal is not None or run_id is not None:
         from ._journal import run_journaled
 
         if journal is None:
             msg = f"run(): run_id={run_id!r} was given without a journal to record it in"
             raise TypeError(msg)
-        layered = functools.partial(compile_tree, agent, max_concurrency=max_concurrency, observer=observer)
+        layered = functools.partial(
+            compile_tree, agent, max_concurrency=max_concurrency, observer=observer, budget=budget
+        )
         return await run_journaled(
             agent, x, journal=journal, run_id=run_id, compile_tree=lambda ls: layered(leaf_layers=ls)
         )
-    runner = compile_tree(agent, max_concurrency=max_concurrency, observer=observer)
+    runner = compile_tree(agent, max_concurrency=max_concurrency, observer=observer, budget=budget)
     return await runner(x, agent.name)
 
 
@@ -120,13 +136,70 @@ def run_sync(
     clock: trio.abc.Clock | None = None,
     journal: Journal | None = None,
     run_id: str | None = None,
-) -> Result[_O, _E]:
-    """Start trio, run ``agent`` on ``x``, and give its ``Result``."""
-    return trio.run(
-        functools.partial(
-            run, agent, x, max_concurrency=max_concurrency, observer=observer, journal=journal, run_id=run_id
-        ),
-        clock=clock,
+    budget: SpendLimit[_OB] | None = None,
+) -> Result[_O, _E | _OB]:
+    """Start trio, run ``agent`` on ``x``, and give its ``Result``.
+
+    For synchronous code (scripts, notebooks' plain cells); inside a trio
+    run use ``await run(agent, x)``.  It blocks until the run ends.  Called
+    from asyncio code on a loop that hosts ``aio.run``'s trio guest run (one
+    trio run per thread), it runs in a thread of its own and still blocks
+    the loop: there, prefer ``await aio.run(...)`` (docs/asyncio.md).
+
+    >>> from combinators import pure
+    >>> run_sync(pure(str.upper), "hi")
+    <Success: HI>
+    """
+    if trio.lowlevel.in_trio_task():
+        msg = (
+            f"run_sync({agent.name if isinstance(agent, Agent) else 'agent'}, x) was called inside a trio run, "
+            "and it starts a run of its own: use `await run(agent, x)` there"
+        )
+        raise RuntimeError(msg)
+    go = functools.partial(
+        run,
+        agent,
+        x,
+        max_concurrency=max_concurrency,
+        observer=observer,
+        journal=journal,
+        run_id=run_id,
+        budget=budget,
+    )
+    if trio.lowlevel.in_trio_run() and not trio.lowlevel.in_trio_task():
+        # A guest run lives on this thread (between its ticks): a second
+        # trio run needs a thread of its own.
+        outcome: list[Result[_O, _E | _OB]] = []
+        failure: list[BaseException] = []
+
+        def in_thread() -> None:
+            try:
+                outcome.append(trio.run(go, clock=clock))
+            except BaseException as exc:  # handed to the caller's thread as is
+                failure.append(exc)
+
+        thread = threading.Thread(target=in_thread, name="combinators run_sync")
+        thread.start()
+        thread.join()
+        if failure:
+            raise failure[0]
+        return outcome[0]
+    return trio.run(go, clock=clock)
+
+
+def outside_trio_message(what: str) -> str:
+    """Why ``what`` (``run()``, ``stream()``) cannot go on here, and what to call instead (the error path only)."""
+    import sniffio
+
+    try:
+        library: str | None = sniffio.current_async_library()
+    except sniffio.AsyncLibraryNotFoundError:
+        library = None
+    where = f"was awaited from {library}" if library else "was called outside a trio run"
+    return (
+        f"combinators runs agents on trio, and {what} {where}: "
+        "use `await combinators.aio.run(agent, x)` from asyncio, "
+        "`run_sync(agent, x)` from synchronous code, or `await run(agent, x)` inside `trio.run`"
     )
 
 
@@ -136,13 +209,15 @@ def compile_tree(
     max_concurrency: int | None = None,
     observer: Observer | None = None,
     leaf_layers: tuple[LeafLayer, ...] = (),
+    budget: SpendLimit[Any] | None = None,
 ) -> Runner:
     """The runner for one run of ``agent``.
 
     The plan is compiled once per tree and reused for every run that adds
     no state of its own (no ``max_concurrency``, no journal) when compiling
-    it put none in either (no ``.limit``, ``.rate`` or ``bind`` inside):
-    limiters and rate windows belong to one run.  An observer is given to the plan at its root, per run.
+    it put none in either (no ``.limit(n)``, ``.rate(calls)`` or ``bind``
+    inside): such limiters and rate windows belong to one run, while shared
+    ones (``.limit(limiter)``) are the user's and keep the plan reusable.  An observer is given to the plan at its root, per run.
     """
     if not isinstance(agent, Agent):
         msg = f"run() expects an Agent, got {type(agent).__name__} {agent!r}"
@@ -152,14 +227,25 @@ def compile_tree(
     ):
         msg = f"max_concurrency must be an int >= 1, got {max_concurrency!r}"
         raise ValueError(msg)
+    budgets: tuple[Budget, ...] = ()
+    if budget is not None:
+        from ._spend import budget_of, check_budget
+
+        if not isinstance(budget, Usage | Budget):
+            msg = f"run(): budget must be a Usage or a Budget, got {type(budget).__name__} {budget!r}"
+            raise TypeError(msg)
+        check_budget(agent, budget.limit if isinstance(budget, Budget) else budget, "run(budget=...)")
+        budgets = (budget_of(budget, "run"),)
     observed = observer is not None
-    reusable = max_concurrency is None and not leaf_layers
+    reusable = max_concurrency is None and not leaf_layers and not budgets
     slot = _PLAN_KEYS[observed]
     plan: Runner | None = node_cache(agent).get(slot) if reusable else None
     if plan is None:
-        env = Env(limiters=(PriorityLimiter(max_concurrency),) if max_concurrency else ())
+        env = Env(limiters=(PriorityLimiter(max_concurrency),) if max_concurrency else (), budgets=budgets)
         compiler = Compiler(observed=observed, leaf_layers=leaf_layers)
         plan = compiler.compile(agent, env)
+        if compiler.host_leaves:
+            plan = needs_host(plan)
         if reusable and not compiler.per_run:
             node_cache(agent)[slot] = plan
     return plan if observer is None else observing(observer, plan)
@@ -219,6 +305,8 @@ def _base_leaf_runner(leaf: Leaf[Any, Any, Any]) -> Runner:
 def _compile_leaf(c: Compiler, leaf: Leaf[Any, Any, Any], env: Env) -> Runner:
     for limiter in env.limiters:
         limiter.note(env.priority)
+    if is_host_call(leaf.fn):
+        c.host_leaves = True
     if (
         c.observed
         and leaf.mode is LeafMode.RESULT
@@ -226,6 +314,7 @@ def _compile_leaf(c: Compiler, leaf: Leaf[Any, Any, Any], env: Env) -> Runner:
         and not c.leaf_layers
         and not env.windows
         and len(env.limiters) <= 1
+        and not _spends(leaf, env)
     ):
         return _observed_agent_leaf(leaf, env)
     if (
@@ -234,13 +323,34 @@ def _compile_leaf(c: Compiler, leaf: Leaf[Any, Any, Any], env: Env) -> Runner:
         and env.executor is None
         and not c.leaf_layers
         and not env.windows
+        and not _spends(leaf, env)
     ):
         return _limited_agent_leaf(leaf, env.limiters[0], env.priority)
+    if (
+        env.budgets
+        and not c.observed
+        and leaf.mode is LeafMode.RESULT
+        and len(env.limiters) <= 1
+        and env.executor is None
+        and not c.leaf_layers
+        and not env.windows
+        and leaf.cached is None
+        and not any(b.remote for b in env.budgets)
+    ):
+        from ._spend import budgeted_agent_leaf
+
+        return budgeted_agent_leaf(leaf, env)
     runner = _base_leaf_runner(leaf)
     if env.executor is not None:
         from ._executors import executor_leaf_runner
 
         runner = executor_leaf_runner(env.executor, leaf, runner)
+    if env.budgets or (c.observed and leaf.spend is not None):
+        # Inside the events: a refused leaf starts and fails with OverBudget,
+        # and its ``charged`` event comes before its terminal one.
+        from ._spend import metered_leaf
+
+        runner = metered_leaf(c, leaf, env, runner)
     if c.observed:
         # Inside admission: a leaf starts when it has its slots and rate
         # tokens, so its events time its own run, not its wait.
@@ -249,6 +359,11 @@ def _compile_leaf(c: Compiler, leaf: Leaf[Any, Any, Any], env: Env) -> Runner:
         runner = _limited(runner, env.limiters, env.priority)
     if env.windows:
         runner = _rated(runner, env.windows)
+    if leaf.cached is not None:
+        # Outside admission and budgets: a hit takes no slot and reserves nothing.
+        from ._cache import cache_layer
+
+        runner = cache_layer(c, leaf, env, runner)
     # Layers (the journal) go outside admission: a leaf replayed from the
     # journal takes no limiter slot and no rate token (and reports itself).
     for layer in c.leaf_layers:
@@ -258,7 +373,12 @@ def _compile_leaf(c: Compiler, leaf: Leaf[Any, Any, Any], env: Env) -> Runner:
     return runner
 
 
-def _limited_agent_leaf(leaf: Leaf[Any, Any, Any], limiter: PriorityLimiter, priority: Any) -> Runner:
+def _spends(leaf: Leaf[Any, Any, Any], env: Env) -> bool:
+    """Does this leaf need the general path for spend (budgets, costs, cache)?"""
+    return bool(env.budgets) or leaf.spend is not None or leaf.cached is not None
+
+
+def _limited_agent_leaf(leaf: Leaf[Any, Any, Any], limiter: Admission, priority: Any) -> Runner:
     """An ``agent`` leaf under one limiter, in one coroutine: the fan-out hot path."""
     fn = leaf.fn
     name = leaf.name
@@ -299,24 +419,36 @@ def _observed_agent_leaf(leaf: Leaf[Any, Any, Any], env: Env) -> Runner:
             await limiter.acquire(priority)
         try:
             observer(new_event(Event, (STARTED, path, now(), kind, attempt, None, None)))
+        except BaseException as exc:
+            # The observer's bug (``tell``, inlined): the leaf never started.
+            if limiter is not None:
+                limiter.release()
+            if isinstance(exc, Exception):
+                note_function(exc, "observer", observer, path)
+            raise
+        try:
             result = await fn(x)
         except Exception as exc:
             note_node(exc, path)
-            observer(new_event(Event, (FAILED, path, now(), kind, attempt, exc, None)))
+            tell(observer, new_event(Event, (FAILED, path, now(), kind, attempt, exc, None)))
             raise
         except BaseException:
-            observer(new_event(Event, (CANCELLED, path, now(), kind, attempt, None, None)))
+            tell(observer, new_event(Event, (CANCELLED, path, now(), kind, attempt, None, None)))
             raise
         finally:
             if limiter is not None:
                 limiter.release()
         if type(result) is Success:
-            observer(new_event(Event, (SUCCEEDED, path, now(), kind, attempt, None, result._inner_value)))
+            try:
+                observer(new_event(Event, (SUCCEEDED, path, now(), kind, attempt, None, result._inner_value)))
+            except Exception as exc:  # ``tell``, inlined (hot)
+                note_function(exc, "observer", observer, path)
+                raise
         elif isinstance(result, Failure):
-            observer(new_event(Event, (FAILED, path, now(), kind, attempt, result._inner_value, None)))
+            tell(observer, new_event(Event, (FAILED, path, now(), kind, attempt, result._inner_value, None)))
         else:
             bug = not_a_result(name, path, result)
-            observer(new_event(Event, (FAILED, path, now(), kind, attempt, bug, None)))
+            tell(observer, new_event(Event, (FAILED, path, now(), kind, attempt, bug, None)))
             raise bug
         return result  # type: ignore[no-any-return]
 
@@ -324,7 +456,7 @@ def _observed_agent_leaf(leaf: Leaf[Any, Any, Any], env: Env) -> Runner:
     return run_observed_agent
 
 
-def _limited(runner: Runner, limiters: tuple[PriorityLimiter, ...], priority: Any) -> Runner:
+def _limited(runner: Runner, limiters: tuple[Admission, ...], priority: Any) -> Runner:
     if len(limiters) == 1:
         (limiter,) = limiters
 
@@ -338,7 +470,7 @@ def _limited(runner: Runner, limiters: tuple[PriorityLimiter, ...], priority: An
         return run_limited_one
 
     async def run_limited(x: Any, path: str) -> Result[Any, Any]:
-        taken: list[PriorityLimiter] = []
+        taken: list[Admission] = []
         try:
             # Outer limiters first: a fixed order along tree paths, so two
             # leaves never wait on each other's slots in a cycle.
@@ -353,13 +485,32 @@ def _limited(runner: Runner, limiters: tuple[PriorityLimiter, ...], priority: An
     return run_limited
 
 
-def _rated(runner: Runner, windows: tuple[tuple[StartWindow, Callable[[Any], float] | None], ...]) -> Runner:
+def _rated(
+    runner: Runner, windows: tuple[tuple[StartWindow | SharedWindow, Callable[[Any], float] | None], ...]
+) -> Runner:
     async def run_rated(x: Any, path: str) -> Result[Any, Any]:
-        for window, weight in windows:
-            await window.take(1.0 if weight is None else float(weight(x)))
+        for window, weigh in windows:
+            await window.take(1.0 if weigh is None else _weight_of(window, weigh, x, path))
         return await runner(x, path)
 
     return run_rated
+
+
+def _weight_of(window: StartWindow | SharedWindow, weigh: Callable[[Any], float], x: Any, path: str) -> float:
+    """``weigh(x)``, checked before it reaches the window (which it would corrupt)."""
+    try:
+        value = weigh(x)
+    except Exception as exc:
+        note_function(exc, "weight", weigh, path)
+        raise
+    weight = as_weight(value)
+    if weight is None:
+        msg = (
+            f"the weight function {_fn_name(weigh)!r} of rate node {window.name!r} gave {_show(value)} "
+            f"for the leaf at {path!r}; a weight must be a finite number >= 0 (not a bool)"
+        )
+        raise ValueError(msg)
+    return weight
 
 
 @compiles(Const)
@@ -473,8 +624,14 @@ def _compile_retry(c: Compiler, node: Retry[Any, Any, Any], env: Env) -> Runner:
             if isinstance(result, Success) or attempt > times:
                 return result
             error = result._inner_value
-            if when is not None and not when(error):
-                return result
+            if when is not None:
+                try:
+                    wanted = when(error)
+                except Exception as exc:
+                    note_function(exc, "when", when, path)
+                    raise
+                if not wanted:
+                    return result
             if rng is None:
                 rng = shared if shared is not None else backoff.rng(path)
             delay = max(backoff.delay(attempt, rng), hinted_delay(error))
@@ -492,9 +649,25 @@ def _compile_retry(c: Compiler, node: Retry[Any, Any, Any], env: Env) -> Runner:
 
 @compiles(Limit)
 def _compile_limit(c: Compiler, node: Limit[Any, Any, Any], env: Env) -> Runner:
-    limiter = PriorityLimiter(node.n)
-    c.per_run = True  # the limiter is this run's
+    limiter: Admission
+    if node.shared is not None:
+        # The user's limiter, shared by every run: not state of this run,
+        # so the plan stays reusable.
+        limiter = SharedLimiter(node.shared)
+    else:
+        limiter = PriorityLimiter(node.n)
+        c.per_run = True  # the limiter is this run's
     inner_env = attrs.evolve(env, limiters=env.limiters + (limiter,))
+    return _child_under(c, node.inner, inner_env)
+
+
+@compiles(Budgeted)
+def _compile_budget(c: Compiler, node: Budgeted[Any, Any, Any], env: Env) -> Runner:
+    from ._spend import Budget, budget_of
+
+    if not isinstance(node.limit, Budget):
+        c.per_run = True  # a budget made from a Usage is this run's
+    inner_env = attrs.evolve(env, budgets=env.budgets + (budget_of(node.limit, node.name),))
     return _child_under(c, node.inner, inner_env)
 
 
@@ -506,8 +679,12 @@ def _compile_priority(c: Compiler, node: Prioritized[Any, Any, Any], env: Env) -
 
 @compiles(Rate)
 def _compile_rate(c: Compiler, node: Rate[Any, Any, Any], env: Env) -> Runner:
-    window = StartWindow(node.calls, node.per)
-    c.per_run = True  # the window is this run's
+    window: StartWindow | SharedWindow
+    if node.shared is not None:
+        window = SharedWindow(node.shared)
+    else:
+        window = StartWindow(node.calls, node.per, name=node.name)
+        c.per_run = True  # the window is this run's
     inner_env = attrs.evolve(env, windows=env.windows + ((window, node.weight),))
     return _child_under(c, node.inner, inner_env)
 

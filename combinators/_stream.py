@@ -23,13 +23,15 @@ from returns.result import Result
 from ._cancel import keep_first_crash, open_nursery
 from ._expr import Agent
 from ._observe import Observer
-from ._run import compile_tree
+from ._run import compile_tree, outside_trio_message
+from ._spend import SpendLimit
 
 _I = TypeVar("_I")
 _O = TypeVar("_O")
 _E = TypeVar("_E")
 _K = TypeVar("_K")
 _T = TypeVar("_T")
+_OB = TypeVar("_OB")  # OverBudget when a budget is given, else unsolved (Never)
 
 _DONE: Any = object()
 
@@ -98,7 +100,8 @@ def stream(
     buffer: int | None = ...,
     keyed: Literal[False] = ...,
     observer: Observer | None = ...,
-) -> AbstractAsyncContextManager[Outcomes[tuple[int, Result[_O, _E]]]]: ...
+    budget: SpendLimit[_OB] | None = ...,
+) -> AbstractAsyncContextManager[Outcomes[tuple[int, Result[_O, _E | _OB]]]]: ...
 @overload
 def stream(
     agent: Agent[_I, _O, _E],
@@ -108,7 +111,8 @@ def stream(
     buffer: int | None = ...,
     keyed: Literal[True],
     observer: Observer | None = ...,
-) -> AbstractAsyncContextManager[Outcomes[tuple[_K, Result[_O, _E]]]]: ...
+    budget: SpendLimit[_OB] | None = ...,
+) -> AbstractAsyncContextManager[Outcomes[tuple[_K, Result[_O, _E | _OB]]]]: ...
 def stream(
     agent: Agent[Any, Any, Any],
     inputs: Iterable[Any] | AsyncIterable[Any],
@@ -117,6 +121,7 @@ def stream(
     buffer: int | None = None,
     keyed: bool = False,
     observer: Observer | None = None,
+    budget: SpendLimit[Any] | None = None,
 ) -> AbstractAsyncContextManager[Outcomes[tuple[Any, Result[Any, Any]]]]:
     """Run ``agent`` on every input, yielding ``(key, Result)`` as each finishes.
 
@@ -127,7 +132,8 @@ def stream(
     flight, and at most ``max_concurrency`` leaves run at once over all of
     them (the run's limiter, as in :func:`run`).  Finished outcomes wait in a
     channel of ``buffer`` places (default: ``max_concurrency``); when it is
-    full, no new input starts until the reader catches up.
+    full, no new input starts until the reader catches up.  A ``budget``
+    covers every input together, as in :func:`run` (docs/spend.md).
 
     The agent is compiled once and its runner reused for every input; input
     ``i`` runs at node path ``f"{agent.name}[{i}]"``.  Leaving the
@@ -158,7 +164,7 @@ def stream(
     if not isinstance(inputs, Iterable | AsyncIterable):
         msg = f"stream() inputs must be an iterable or an async iterable, got {type(inputs).__name__} {inputs!r}"
         raise TypeError(msg)
-    return _open(agent, inputs, max_concurrency, buffer, keyed, observer)
+    return _open(agent, inputs, max_concurrency, buffer, keyed, observer, budget)
 
 
 @asynccontextmanager
@@ -169,8 +175,11 @@ async def _open(
     buffer: int,
     keyed: bool,
     observer: Observer | None,
+    budget: SpendLimit[Any] | None = None,
 ) -> AsyncIterator[Outcomes[tuple[Any, Result[Any, Any]]]]:
-    runner = compile_tree(agent, max_concurrency=width, observer=observer)
+    if not trio.lowlevel.in_trio_task():
+        raise RuntimeError(outside_trio_message("stream()"))
+    runner = compile_tree(agent, max_concurrency=width, observer=observer, budget=budget)
     name = agent.name
     source = _Source(inputs)
     send, receive = trio.open_memory_channel[tuple[Any, Result[Any, Any]]](buffer)

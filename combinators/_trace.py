@@ -49,6 +49,8 @@ class Span:
     status: str
     error: str | None = None
     attempt: int = 1
+    #: What this run of a leaf charged (a ``Charge``), if it was metered.
+    charge: Any = None
 
 
 def spans(events: Iterable[Event]) -> list[Span]:
@@ -59,11 +61,14 @@ def spans(events: Iterable[Event]) -> list[Span]:
     ``running``.
     """
     open_: dict[str, list[tuple[Event, int]]] = {}
+    charged: dict[str, Any] = {}
     out: list[Span | None] = []
     last = 0.0
     for e in events:
         last = max(last, e.time)
-        if e.kind is EventKind.STARTED:
+        if e.kind is EventKind.CHARGED:
+            charged[e.path] = e.value  # comes just before the run's terminal event
+        elif e.kind is EventKind.STARTED:
             open_.setdefault(e.path, []).append((e, len(out)))
             out.append(None)
         elif e.kind in TERMINAL:
@@ -72,7 +77,9 @@ def spans(events: Iterable[Event]) -> list[Span]:
                 continue
             start, slot = pending.pop(0)
             error = None if e.error is None else repr(e.error)
-            out[slot] = Span(e.path, start.node, start.time, e.time, e.kind.value, error, start.attempt)
+            out[slot] = Span(
+                e.path, start.node, start.time, e.time, e.kind.value, error, start.attempt, charged.pop(e.path, None)
+            )
     for pending in open_.values():
         for start, slot in pending:
             out[slot] = Span(start.path, start.node, start.time, last, "running", None, start.attempt)
@@ -166,6 +173,11 @@ def trace_events(events: Iterable[Event], *, name: str = "combinators run") -> d
         args: dict[str, Any] = {"path": run.path, "status": run.status, "attempt": run.attempt}
         if run.error is not None:
             args["error"] = run.error
+        if run.charge is not None:
+            used = run.charge.used
+            args["usage"] = {f: getattr(used, f) for f in used.set_fields()}
+            if run.charge.overspent:
+                args["overspent"] = list(run.charge.overspent)
         out.append(
             {
                 "name": run.path.rsplit("/", 1)[-1],

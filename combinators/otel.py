@@ -79,6 +79,18 @@ class OtelObserver:
                     {"combinators.attempt": event.attempt, "combinators.error": repr(event.error)},
                     timestamp=offset + round(event.time * 1e9),
                 )
+        elif event.kind is EventKind.CHARGED:
+            spans = self._open.get(event.path)
+            if spans:
+                used = event.value.used
+                for field in used.set_fields():
+                    spans[-1][0].set_attribute(f"combinators.usage.{field}", getattr(used, field))
+                if event.value.overspent:
+                    spans[-1][0].set_attribute("combinators.overspent", list(event.value.overspent))
+        elif event.kind is EventKind.CACHED:
+            spans = self._open.get(event.path)
+            if spans:
+                spans[-1][0].set_attribute("combinators.cache_hit", True)
         elif event.kind in TERMINAL:
             spans = self._open.get(event.path)
             if not spans:

@@ -71,3 +71,25 @@ def _tripled_and_counted(x: int) -> int:
 
 
 counted: Agent[int, int, Never] = pure(_tripled_and_counted).named("counted")
+
+
+def _huge(x: int) -> int:
+    return 10**5000 + x
+
+
+def _circular(x: int) -> list[object]:
+    out: list[object] = [x]
+    out.append(out)
+    return out
+
+
+def _deep(x: int) -> list[object]:
+    out: list[object] = [x]
+    for _ in range(100_000):
+        out = [out]
+    return out
+
+
+huge: Agent[int, int, Never] = pure(_huge).named("huge")
+circular: Agent[int, list[object], Never] = pure(_circular).named("circular")
+deep: Agent[int, list[object], Never] = pure(_deep).named("deep")

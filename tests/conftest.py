@@ -11,6 +11,10 @@ import os
 import pytest
 from hypothesis import settings
 
+#: Not collected (``--doctest-modules`` would import it): it exits the
+#: process on import, as the command-line test of such a target needs.
+collect_ignore = ["cli_exits.py"]
+
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from combinators import Recorder, combine, each, run
-from combinators._cli import UsageError, _Progress, input_type, main, parse_input
+from combinators import Progress
+from combinators._cli import UsageError, input_type, main, parse_input
 from cli_agents import Order, batch, fan, place
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,7 +55,9 @@ def test_bad_module_attr() -> None:
     cases = {
         "tests.cli_agents": "expected MODULE:ATTR",
         "tests.no_such_module:x": "cannot import module 'tests.no_such_module'",
-        "tests.cli_agents:nope": "module 'tests.cli_agents' has no attribute 'nope'",
+        "tests.cli_agents:nope": "error: cannot load tests.cli_agents:nope: module 'tests.cli_agents' has no attribute 'nope'\n",
+        "tests.cli_agents:place.nope": "error: cannot load tests.cli_agents:place.nope: 'tests.cli_agents:place' has no attribute 'nope'\n",
+        "tests.cli_exits:x": "error: cannot load tests.cli_exits:x: importing module 'tests.cli_exits' called sys.exit(0)",
         "tests.cli_agents:not_an_agent": "tests.cli_agents:not_an_agent is a int, not an Agent",
         "tests.cli_agents:plain_function": "wrap a function with agent(), lift() or pure()",
     }
@@ -127,13 +130,12 @@ def test_in_process_main_with_explicit_input_type() -> None:
 
 async def test_progress_display_follows_the_leaves() -> None:
     stream = io.StringIO()
-    progress = _Progress(fan, stream)
+    progress = Progress(fan, console=stream, transient=True)
     rec = Recorder()
     with progress:
         result: Any = await run(fan, 1, observer=combine(rec, progress))
     assert result.unwrap() == (4, 4)
-    assert progress._done == 3 and progress._total == 3
-    assert not progress._running
+    assert (progress.started, progress.done, progress.running) == (3, 3, 0)
 
 
 def test_the_observe_example_runs_as_a_script(tmp_path: Path) -> None:
@@ -299,3 +301,88 @@ def test_a_bad_element_of_a_list_input_names_the_whole_type() -> None:
     assert "error: input does not fit list[int]: $[1]: expected int, got str 'x'" in err
     with pytest.raises(UsageError, match=r"input does not fit list\[Order\]: \$\[1\]\.qty: expected int"):
         parse_input('[{"symbol": "A", "qty": 1}, {"symbol": "B", "qty": "x"}]', input_type(each(place)))
+
+
+# -- exit codes that tell the truth (issue 15) ------------------------------------------------------
+
+
+def run_here(*args: str) -> tuple[int, str, str]:
+    return in_process("run", *args, "--no-progress")
+
+
+def test_a_huge_int_result_is_written_whole() -> None:
+    code, out, err = run_here("cli_agents:huge", "--input", "1")
+    assert code == 0, err
+    assert "Traceback" not in err
+    assert out.endswith("1\n") and len(out.strip()) == 5001  # every digit
+    assert int(out.strip()[:10]) == 10**9
+
+
+@pytest.mark.parametrize(("target", "why"), [("circular", "it contains itself"), ("deep", "it is nested 100001 levels deep")])
+def test_a_result_json_cannot_hold_is_printed_as_text_with_a_warning(target: str, why: str) -> None:
+    code, out, err = run_here(f"cli_agents:{target}", "--input", "1")
+    assert code == 0, err  # the run succeeded (docs: "exits 0 whatever it returned")
+    assert "Traceback" not in err
+    assert err == f"warning: {target} succeeded with a list that JSON cannot hold ({why}); printed as text\n"
+    assert json.loads(out).startswith("[")
+
+
+def test_deeply_nested_input_is_bad_usage() -> None:
+    code, out, err = run_here("cli_agents:double", "--input", "[" * 100_000 + "]" * 100_000)
+    assert code == 2
+    assert err.startswith("error: --input is nested too deeply to read") and err.count("\n") == 1
+    assert out == ""
+
+
+def test_a_journal_that_cannot_be_opened_is_bad_usage_naming_the_url() -> None:
+    code, out, err = run_here(
+        "cli_agents:double", "--input", "1", "--journal", "sqlite:/nonexistent/j.db", "--run-id", "r"
+    )
+    assert code == 2
+    assert err.startswith("error: --journal sqlite:/nonexistent/j.db: cannot open the journal: OperationalError")
+    assert "double raised" not in err and err.count("\n") == 1
+
+
+def test_a_module_that_exits_on_import_is_bad_usage_in_a_subprocess_too() -> None:
+    proc = cli("run", "tests.cli_exits:agent", "--input", "1")
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: cannot load tests.cli_exits:agent: importing module 'tests.cli_exits' called sys.exit(0)")
+    assert "Traceback" not in proc.stderr
+
+
+def test_an_exception_names_the_node_that_raised_it() -> None:
+    code, _, err = run_here("cli_agents:broken", "--input", "7")
+    assert code == 3
+    assert err.splitlines()[-1] == "error: broken: raised in node 'broken': RuntimeError: cannot handle 7"
+
+
+def test_a_journal_url_is_printed_without_its_password() -> None:
+    code, _, err = run_here(
+        "cli_agents:double", "--input", "1", "--journal", "postgresql://me:s3cret@127.0.0.1:1/nodb", "--run-id", "r"
+    )
+    assert code == 2
+    assert err.startswith("error: --journal postgresql://me:***@127.0.0.1:1/nodb: cannot open the journal: ")
+    assert "s3cret" not in err
+    assert err.count("\n") == 1  # one line, whatever the driver's message
+
+
+@pytest.mark.parametrize("url", ["sqllite:runs.db", "bogus:x"])
+def test_an_unknown_journal_scheme_is_usage_and_creates_no_file(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Was: a file named ``sqllite:runs.db`` (or ``bogus:x``) created silently."""
+    monkeypatch.chdir(tmp_path)
+    code, out, err = in_process("run", "cli_agents:double", "--input", "1", "--journal", url, "--run-id", "r",
+                                "--no-progress")
+    assert code == 2, err
+    assert out == "" and "Traceback" not in err
+    assert "unknown journal scheme" in err and "sqlite:PATH" in err and "postgresql://" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_journal_path_with_a_colon_after_a_slash_is_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, out, err = in_process("run", "cli_agents:double", "--input", "1", "--journal", "./a:b.db", "--run-id", "r",
+                                "--no-progress")
+    assert code == 0, err
+    assert (tmp_path / "a:b.db").exists()

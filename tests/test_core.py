@@ -491,3 +491,47 @@ def test_a_base_exception_from_a_branch_keeps_its_cause() -> None:
     with pytest.raises(_Halt) as caught:
         run_virtual(pure(halt_with_cause) | fake("slow", delay=1, value=0), 0)
     assert isinstance(caught.value.__cause__, KeyError)
+
+
+# -- messages that point the right way (issue 15) ------------------------------------------------
+
+
+def test_awaiting_run_from_asyncio_says_combinators_runs_on_trio() -> None:
+    import asyncio
+
+    with pytest.raises(RuntimeError) as info:
+        asyncio.run(run(pure(str.upper).named("a"), "x"))
+    message = str(info.value)
+    assert "combinators runs agents on trio" in message
+    assert "awaited from asyncio" in message
+    assert "combinators.aio.run" in message and "run_sync" in message
+    assert "must be called from async context" not in message
+
+
+def test_streaming_from_asyncio_says_combinators_runs_on_trio() -> None:
+    import asyncio
+
+    from combinators import stream
+
+    async def main() -> None:
+        async with stream(pure(str.upper).named("a"), ["x"]) as outcomes:
+            async for _ in outcomes:
+                pass
+
+    with pytest.raises(RuntimeError) as info:
+        asyncio.run(main())
+    message = str(info.value)
+    assert "combinators runs agents on trio, and stream() was awaited from asyncio" in message
+    assert "combinators.aio.run" in message
+
+
+def test_run_outside_any_event_loop_says_what_to_call() -> None:
+    coro = run(pure(str.upper), "x")
+    with pytest.raises(RuntimeError, match="called outside a trio run: .*run_sync"):
+        coro.send(None)
+
+
+async def test_run_sync_inside_trio_says_await_run() -> None:
+    with pytest.raises(RuntimeError, match=r"run_sync\(a, x\) was called inside a trio run.*`await run\(agent, x\)`") as info:
+        run_sync(pure(str.upper).named("a"), "x")
+    assert "Attempted to call run() from inside a run()" not in str(info.value)

@@ -49,6 +49,12 @@ def both(*checks: Check) -> Check:
 TIME = r"\[\d+\.\d\ds\]"
 
 EXAMPLES: dict[str, Check] = {
+    "budgeted_batch": matches(
+        r"most:  800 calls, \$2\.60",
+        r"happy: 200 calls, \$0\.80",
+        r"^run 1: \d+ summarised \(0 from the cache\), [1-9]\d* stopped by the budget; spent \$0\.1[0-5]\d\d of \$0\.15",
+        r"^run 2: 200 summarised \([1-9]\d* from the cache\), 0 stopped by the budget",
+    ),
     "conditional": matches(
         r"AAPL\s+trending -> trading\s+sell at best \(score -0\.50",
         r"GOOGL trending -> trading\s+SELL \(score -0\.67, confidence 77%\)",
@@ -108,6 +114,24 @@ EXAMPLES: dict[str, Check] = {
         matches(r"synthesize: GOOGL sell\s+score -0\.33\s+confidence 0\.71"),
         contains("same recommendation as examples.hierarchical: True"),
         lambda out: _count(out, "same recommendation as examples.hierarchical: True", 5),
+    ),
+    # -- asyncio hosts (combinators.aio, docs/asyncio.md) --
+    "service": both(
+        matches(r"^a\s+200 \{'id': 'a', 'summary': 'Structured concurrency makes\.\.\.', 'label': 'long'"),
+        matches(r"^c\s+502 \{'error': \"LLMError\(reason='empty document'\)\"\}", r"^slow\s+504 "),
+        contains("dropped: started ['fetch'], cancelled ['fetch']"),
+        matches(r"LLM calls at once, at most: [123] \(limiter of 3\)"),
+    ),
+    "llm_http": both(
+        contains(
+            "httpx   'busy servers ask clients to wait': 6 words, the longest 'servers'",
+            "httpx   'explain trio guest mode briefly': 5 words, the longest 'explain'",
+            "aiohttp <Success: 6 words, the longest 'aiohttp'>",
+            "httpx   <Success: 6 words, the longest 'aiohttp'>",
+            "stall   <Failure: TimedOut(",
+            "429s retried after the server's Retry-After of 0.1s: True (3 prompts)",
+        ),
+        matches(r"requests in flight at the stub, at most: [12] \(limiter of 2\)"),
     ),
     "error_recovery": both(
         matches(

@@ -361,3 +361,11 @@ async def test_cpu_scoring_example_on_processes_matches_in_task() -> None:
     assert lines[0] == "executor: processes"
     assert lines[1:-1] == local[1:-1]  # the same table, row for row
     assert len(lines) == 2 + 5 + 1 and lines[-1].startswith("wall time:")
+
+
+def test_the_executors_benchmark_says_slower_when_it_is() -> None:
+    from benchmarks.executors import verdict
+
+    assert verdict(1.77) == "1.77x faster"
+    assert verdict(1.0) == "1.00x faster"
+    assert verdict(0.91) == "1.10x slower"

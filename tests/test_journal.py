@@ -25,10 +25,14 @@ from combinators import (
     Agent,
     AgentTypeError,
     BuildError,
+    Crashed,
     Journal,
+    JournalCorrupt,
     JournalMismatch,
+    JournalWriteError,
     LeafContext,
     agent,
+    collect,
     current_leaf,
     each,
     lift,
@@ -235,7 +239,8 @@ async def test_a_changed_tree_is_refused_naming_the_node(tmp_path: Path) -> None
         await run(bumped, 1, journal=journal, run_id="r")
 
     grown = base >> pure(_other)
-    with pytest.raises(JournalMismatch, match=r"node 'seq/seq' was leaf 'fetch' \(recorded at 'seq/fetch'\) and is now seq"):
+    # A chain is recorded flat, at its run paths: a step added at the end is new.
+    with pytest.raises(JournalMismatch, match=r"node 'seq/_other' is new \(leaf '_other'\)"):
         await run(grown, 1, journal=journal, run_id="r")
 
     # The recorded tree still resumes, and another run id starts afresh.
@@ -307,8 +312,29 @@ def test_journal_from_url() -> None:
     assert isinstance(Journal.from_url("runs.db"), SqliteJournal)
     assert isinstance(Journal.from_url("memory:"), MemoryJournal)
     assert isinstance(Journal.from_url("postgresql://u@h/db"), PostgresJournal)
-    with pytest.raises(BuildError, match="unknown journal URL"):
+    with pytest.raises(BuildError, match="unknown journal scheme 'redis'"):
         Journal.from_url("redis://h")
+
+
+@pytest.mark.parametrize("url", ["sqllite:runs.db", "bogus:x", "sqlite3:runs.db", "file:runs.db"])
+def test_an_unknown_scheme_is_refused_with_the_known_ones(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(BuildError, match=r"unknown journal scheme .*known schemes: sqlite:PATH, postgresql://") as info:
+        Journal.from_url(url)
+    assert repr(url) in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_paths_with_a_colon_stay_paths() -> None:
+    from combinators._journal_sqlite import SqliteJournal
+
+    for url, path in [("./a:b.db", "./a:b.db"), ("runs/a:b.db", "runs/a:b.db"), ("sqlite:a:b.db", "a:b.db"),
+                      ("C:\\runs.db", "C:\\runs.db")]:
+        journal = Journal.from_url(url)
+        assert isinstance(journal, SqliteJournal) and journal.path == path
+    for url in ("memory:x", "postgresql:db"):
+        with pytest.raises(BuildError, match="is not a journal URL"):
+            Journal.from_url(url)
 
 
 async def test_run_id_and_journal_go_together(tmp_path: Path) -> None:
@@ -515,3 +541,342 @@ async def test_outputs_compared_by_identity_are_still_recorded() -> None:
     again = await run(write, 1, journal=journal, run_id="d")
     assert isinstance(first.unwrap(), _Doc) and isinstance(again.unwrap(), _Doc)
     assert again.unwrap().text == "doc 1"
+
+
+# --------------------------------------------------------------------------
+# Hardening (issue 15)
+
+
+LONG_CHAIN = """
+import json, resource, sys, time
+from combinators import Journal, pure, run_sync
+from combinators._journal import plan_tree
+
+n, backend, nesting, where = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+inc = pure(lambda x: x + 1).named("inc")
+tree = inc
+for _ in range(n - 1):
+    tree = tree >> inc if nesting == "left" else inc >> tree
+journal = Journal.memory() if backend == "memory" else Journal.sqlite(where)
+start = time.perf_counter()
+result = run_sync(tree, 0, journal=journal, run_id="r")
+seconds = time.perf_counter() - start
+manifest, _ = plan_tree(tree, journal.converter)
+paths = [node[0] for node in json.loads(manifest)["nodes"]]
+print(json.dumps({
+    "result": result.unwrap(),
+    "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    "manifest": len(manifest),
+    "longest_path": max(map(len, paths)),
+    "paths": paths[:3],
+    "seconds": seconds,
+}))
+"""
+
+
+def _long_chain(n: int, backend: str, nesting: str, tmp_path: Path) -> dict[str, Any]:
+    import json
+
+    out = subprocess.run(
+        [sys.executable, "-c", LONG_CHAIN, str(n), backend, nesting, str(tmp_path / f"{nesting}.db")],
+        capture_output=True, text=True, timeout=900, check=False, cwd=HERE.parent,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    data: dict[str, Any] = json.loads(out.stdout)
+    return data
+
+
+@pytest.mark.parametrize("nesting", ["left", "right"])
+def test_a_100k_chain_journaled_in_memory_is_linear(nesting: str, tmp_path: Path) -> None:
+    """Was: the manifest held nested paths (seq/seq/seq/...): 1.2 GB at 10k steps, killed at 100k."""
+    got = _long_chain(100_000, "memory", nesting, tmp_path)
+    assert got["result"] == 100_000
+    assert got["rss_mb"] < 600, got
+    # One entry per step at its run path: a few dozen bytes each, short paths.
+    assert got["manifest"] < 100_000 * 40, got
+    assert got["longest_path"] <= len("seq/inc[99999]"), got
+    assert got["paths"] == ["seq", "seq/inc[0]", "seq/inc[1]"]
+
+
+@pytest.mark.parametrize("nesting", ["left", "right"])
+def test_a_long_chain_journaled_in_sqlite_is_linear(nesting: str, tmp_path: Path) -> None:
+    """SQLite commits (fsyncs) once per sequential step, so fewer steps; memory is what is checked."""
+    got = _long_chain(10_000, "sqlite", nesting, tmp_path)
+    assert got["result"] == 10_000
+    assert got["rss_mb"] < 300, got
+    assert got["manifest"] < 10_000 * 40 and got["longest_path"] <= len("seq/inc[9999]"), got
+
+
+def test_the_manifest_uses_the_interpreters_paths_for_chains() -> None:
+    from combinators._journal import plan_tree
+
+    a, b, c = (pure(_plain).named(n) for n in "abc")
+    paths: dict[str, list[str]] = {}
+    for label, tree in {
+        "left": (a >> b) >> c,
+        "right": a >> (b >> c),
+        "handler": a >> (b.recover(lambda e: 0) >> c),
+        "fallback": (a >> b).fallback(c).transform(lambda x: x),
+    }.items():
+        manifest, _ = plan_tree(tree, Journal.memory().converter)
+        import json
+
+        paths[label] = [f"{p} {k}" for p, k, _, _ in json.loads(manifest)["nodes"]]
+    assert paths["left"] == paths["right"] == ["seq seq", "seq/a leaf", "seq/b leaf", "seq/c leaf"]
+    # A right operand holding a handler stays one nested step, as it runs.
+    assert paths["handler"] == [
+        "seq seq", "seq/a leaf", "seq/seq seq", "seq/seq/b leaf", "seq/seq recover", "seq/seq/c leaf",
+    ]
+    assert paths["fallback"] == [
+        "transform transform", "transform/a leaf", "transform/b leaf", "transform fallback",
+        "transform/c leaf", "transform transform",
+    ]
+
+
+async def test_run_paths_of_a_chain_match_its_records() -> None:
+    journal = Journal.memory()
+    a, b, c = (pure(_plain).named(n) for n in "abc")
+    tree = a >> (b.recover(lambda e: 0) >> c)
+    assert await run(tree, 1, journal=journal, run_id="r") == Success(1)
+    assert [r.path for r in await journal.records("r")] == ["seq/a", "seq/seq/b", "seq/seq/c"]
+
+
+def _is_go(x: str) -> int:
+    return x == "go"  # a bool, which mypy accepts as an int
+
+
+def _half(x: int) -> float:
+    return x // 2  # an int, which mypy accepts as a float
+
+
+def _halves(x: int) -> list[float]:
+    return [x / 2, x // 2]  # the second is an int: inside a list it would come back a float
+
+
+def _backends(tmp_path: Path) -> list[Journal]:
+    return [Journal.memory(), sqlite(tmp_path)]
+
+
+async def test_subtype_values_come_back_as_themselves(tmp_path: Path) -> None:
+    """Was: the resume gave 2.0 for 2, or raised 'expected int, got bool True' on every attempt."""
+    for journal in _backends(tmp_path):
+        fails = [True]
+
+        @agent
+        async def flaky(x: object) -> Result[object, str]:
+            return Failure("transient") if fails and fails.pop() else Success(x)
+
+        cases: list[tuple[str, Agent[Any, object, str], object]] = [
+            ("bool", pure(_is_go) >> flaky, "go"),
+            ("int", pure(_half) >> flaky, 5),
+            ("both", pure(_is_go) >> pure(_half) >> flaky, "go"),
+        ]
+        for run_id, tree, x in cases:
+            fails[:] = [True]
+            uninterrupted = await run(pure(_is_go) >> pure(_half), "go")
+            assert uninterrupted == Success(0)
+            first = await run(tree, x, journal=journal, run_id=run_id)
+            assert first == Failure("transient")
+            resumed = await run(tree, x, journal=journal, run_id=run_id)
+            expected = {"bool": True, "int": 2, "both": 0}[run_id]
+            assert resumed == Success(expected)
+            assert type(resumed.unwrap()) is type(expected), (run_id, resumed)
+
+
+async def test_a_value_that_would_not_come_back_exactly_is_refused_naming_the_leaf(tmp_path: Path) -> None:
+    for journal in _backends(tmp_path):
+        with pytest.raises(TypeError, match=r"the output of leaf '_halves' \(list \[2\.5, 2\]\) would not come back"):
+            await run(pure(_halves), 5, journal=journal, run_id="p")
+        # A lift leaf fails alone, with Crashed naming it (as for anything it raises).
+        got = await run(lift(_halves), 5, journal=journal, run_id="l")
+        match got:
+            case Failure(Crashed(exception=TypeError() as exc, path="_halves")):
+                assert "leaf '_halves'" in str(exc)
+            case _:
+                pytest.fail(f"expected a Crashed failure, got {got!r}")
+        assert [r.done for r in await journal.records("l")] == [False]
+
+
+def test_same_compares_types_all_the_way_down() -> None:
+    from combinators._journal import same
+
+    assert same([1, (2.0, "x")], [1, (2.0, "x")])
+    assert same({"a": [float("nan")]}, {"a": [float("nan")]})
+    assert same(Quote("A", 1.5, ("t",)), Quote("A", 1.5, ("t",)))
+    assert same(Success([1]), Success([1]))
+    assert same({1, 2}, {2, 1})
+    for a, b in [
+        (True, 1), (2, 2.0), ([1], [1.0]), ((True,), (1,)), ({"k": True}, {"k": 1}), ({1: "x"}, {True: "x"}),
+        ({1}, {1.0}), (Quote("A", 1, ()), Quote("A", 1.0, ())), (Success(1), Success(True)),
+        (Success(1), Failure(1)), ([1], (1,)), ([[1]], [[1], [2]]),
+    ]:
+        assert not same(a, b), (a, b)
+    deep: list[Any] = []
+    for _ in range(100_000):
+        deep = [deep]
+    assert same(deep, deep[:])
+
+
+def _label(x: int) -> str:
+    return "\ud800" if x == 3 else f"doc {x}"
+
+
+async def test_one_unstorable_value_fails_only_its_own_leaf(tmp_path: Path) -> None:
+    """Was: UnicodeEncodeError from the SQLite batch, no leaf named, 0 of 10 records kept."""
+    for journal in _backends(tmp_path):
+        got = await run(collect(each(lift(_label))), list(range(10)), journal=journal, run_id="u")
+        outcomes = got.unwrap()
+        assert [o for i, o in enumerate(outcomes) if i != 3] == [Success(f"doc {i}") for i in range(10) if i != 3]
+        match outcomes[3]:
+            case Failure(Crashed(exception=TypeError() as exc, path="collect/each/_label[3]")):
+                assert "leaf 'collect/each/_label[3]'" in str(exc) and "surrogates not allowed" in str(exc)
+            case other:
+                pytest.fail(f"expected Crashed for the bad leaf, got {other!r}")
+        records = await journal.records("u")
+        assert sorted(r.path for r in records if r.done) == sorted(
+            f"collect/each/_label[{i}]" for i in range(10) if i != 3
+        )
+        # The same refusal for a pure leaf, which raises (its errors are typed).
+        with pytest.raises(TypeError, match=r"cannot store the output of leaf '_label'"):
+            await run(pure(_label), 3, journal=journal, run_id="p")
+
+
+def _doc(x: int) -> str:
+    return f"doc {x}"
+
+
+async def test_a_database_error_on_one_record_keeps_the_rest_of_its_batch(tmp_path: Path) -> None:
+    import sqlite3
+
+    journal = sqlite(tmp_path)
+    await run(pure(_plain), 0, journal=journal, run_id="setup")  # creates the tables
+    conn = sqlite3.connect(str(tmp_path / "journal.db"))
+    conn.execute(
+        "CREATE TRIGGER refuse BEFORE UPDATE OF payload ON combinators_leaves "
+        "WHEN NEW.payload = '\"doc 3\"' BEGIN SELECT RAISE(ABORT, 'refused by a trigger'); END"
+    )
+    conn.commit()
+    conn.close()
+    with pytest.raises(JournalWriteError, match=r"run 'w': cannot record leaf 'collect/each/_label\[3\]'.*trigger") as info:
+        await run(collect(each(lift(_doc).named("_label"))), list(range(10)), journal=journal, run_id="w")
+    assert info.value.path == "collect/each/_label[3]"
+    records = await journal.records("w")
+    assert sorted(r.path for r in records if r.done) == sorted(f"collect/each/_label[{i}]" for i in range(10) if i != 3)
+
+
+def _huge(x: int) -> int:
+    return 10**5000
+
+
+async def test_a_value_whose_repr_fails_is_refused_naming_the_leaf() -> None:
+    """Was: ValueError from inside the journal's own message (repr of 10**5000)."""
+    with pytest.raises(TypeError, match=r"cannot store the output of leaf '_huge' \(int <int of 16610 bits>\)"):
+        await run(pure(_huge), 1, journal=Journal.memory(), run_id="h")
+
+    class Loud:
+        def __repr__(self) -> str:
+            raise RuntimeError("no repr")
+
+    from combinators._journal import safe_repr
+
+    assert safe_repr(Loud()).startswith("<Loud ")
+    assert len(safe_repr("x" * 10_000)) <= 120
+    deep: list[Any] = []
+    for _ in range(100_000):
+        deep = [deep]
+    assert safe_repr(deep).startswith("[[[")
+
+
+def _set_payload(db: Path, run_id: str, payload: str) -> None:
+    import sqlite3
+
+    conn = sqlite3.connect(str(db))
+    conn.execute("UPDATE combinators_leaves SET payload = ? WHERE run_id = ?", (payload, run_id))
+    conn.commit()
+    conn.close()
+
+
+@pytest.mark.parametrize("payload", ['{"bad', '"a string"', "1.5", "null", ""])
+async def test_a_tampered_record_names_the_leaf_and_the_run(payload: str, tmp_path: Path) -> None:
+    """Was: a raw JSONDecodeError (or TypeError) on every resume."""
+    journal = sqlite(tmp_path)
+    tree = pure(_plain) >> pure(_half)
+    assert await run(tree, 4, journal=journal, run_id="t") == Success(2)
+    _set_payload(tmp_path / "journal.db", "t", payload)
+    with pytest.raises(JournalCorrupt, match=r"journal run 't': the record of leaf 'seq/_plain' cannot be read back") as info:
+        await run(tree, 4, journal=journal, run_id="t")
+    assert (info.value.run_id, info.value.path) == ("t", "seq/_plain")
+    assert isinstance(info.value, ValueError)
+
+
+async def test_a_tampered_permanent_error_names_the_leaf(tmp_path: Path) -> None:
+    @agent
+    async def refuse(x: int) -> Result[int, Refused]:
+        return Failure(Refused("no"))
+
+    journal = sqlite(tmp_path)
+    assert await run(refuse, 1, journal=journal, run_id="e") == Failure(Refused("no"))
+    _set_payload(tmp_path / "journal.db", "e", '["not", "an", "error"]')
+    with pytest.raises(JournalCorrupt, match=r"leaf 'refuse'"):
+        await run(refuse, 1, journal=journal, run_id="e")
+
+
+def _set_manifest(db: Path, run_id: str, manifest: str) -> None:
+    import sqlite3
+
+    conn = sqlite3.connect(str(db))
+    conn.execute("UPDATE combinators_runs SET manifest = ? WHERE run_id = ?", (manifest, run_id))
+    conn.commit()
+    conn.close()
+
+
+async def test_manifests_are_compared_by_content(tmp_path: Path) -> None:
+    """Was: IndexError for the same nodes with other JSON spacing."""
+    import json
+
+    journal = sqlite(tmp_path)
+    tree = pure(_plain) >> pure(_half)
+    assert await run(tree, 4, journal=journal, run_id="m") == Success(2)
+    from combinators._journal import plan_tree
+
+    manifest, _ = plan_tree(tree, journal.converter)
+    _set_manifest(tmp_path / "journal.db", "m", json.dumps(json.loads(manifest), indent=2))
+    assert await run(tree, 4, journal=journal, run_id="m") == Success(2)
+    for stored, detail in [
+        ("{not json", "not JSON"),
+        ('{"format": 2, "nodes": [["seq"]]}', "nodes cannot be read"),
+        ('{"format": 2}', "nodes cannot be read"),
+        ("[1, 2]", "journal format None"),
+        ('{"format": 1, "nodes": []}', "journal format 1 \\(this version writes 2\\)"),
+    ]:
+        _set_manifest(tmp_path / "journal.db", "m", stored)
+        with pytest.raises(JournalMismatch, match=rf"journal run 'm' .*node 'seq' .*{detail}"):
+            await run(tree, 4, journal=journal, run_id="m")
+
+
+async def test_a_failing_database_is_not_retried_record_by_record_forever() -> None:
+    """A batch that fails for every record stops being split after two alike failures."""
+    from combinators._journal import Op, _Batcher
+
+    calls: list[int] = []
+
+    def execute(batch: list[Op]) -> None:
+        calls.append(len(batch))
+        raise OSError("disk gone")
+
+    batcher = _Batcher(execute)
+    ops = [Op("finish", (f"p{i}", "h")) for i in range(50)]
+    await batcher._write(ops)
+    assert calls == [50, 1, 1]
+    assert all(isinstance(op.error, OSError) for op in ops)
+
+
+def test_sqlite_commits_survive_a_killed_process_and_fsync_survives_power_loss(tmp_path: Path) -> None:
+    """WAL + synchronous=NORMAL by default (a commit survives SIGKILL); fsync=True is FULL."""
+    from combinators._journal_sqlite import _connect
+
+    normal, full = 1, 2  # SQLite's codes for PRAGMA synchronous
+    assert _connect(str(tmp_path / "a.db")).execute("PRAGMA synchronous").fetchone() == (normal,)
+    assert _connect(str(tmp_path / "b.db"), True).execute("PRAGMA synchronous").fetchone() == (full,)
+    assert Journal.sqlite(str(tmp_path / "b.db"), fsync=True).fsync
+    assert repr(Journal.sqlite("x.db", fsync=True)) == "Journal.sqlite('x.db', fsync=True)"

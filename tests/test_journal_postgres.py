@@ -1,13 +1,16 @@
 """The PostgreSQL journal against a real server (no mocks).
 
 ``.ci/services`` starts PostgreSQL 15 and exports ``COMBINATORS_PG_DSN``;
-without it the ``pg_dsn`` fixture starts its own server (tests/conftest_pg.py).
+without it the ``pg_dsn`` fixture starts its own server from installed
+binaries, or skips these tests saying why (tests/conftest_pg.py).
 These tests run in real time: leases are on the database's clock.
 """
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
 import time
 import uuid
 from collections import Counter
@@ -19,7 +22,21 @@ import pytest
 import trio
 from returns.result import Failure, Result, Success
 
-from combinators import Journal, JournalMismatch, agent, collect, current_leaf, each, lift, pure, run
+import conftest_pg
+from combinators import (
+    Crashed,
+    Journal,
+    JournalCorrupt,
+    JournalMismatch,
+    JournalWriteError,
+    agent,
+    collect,
+    current_leaf,
+    each,
+    lift,
+    pure,
+    run,
+)
 from conftest_pg import pg_server
 from journal_crash_agent import EXPECTED, LEAVES, crash_and_resume, events, finish, recorded_leaves, spawn, wait_for
 
@@ -196,3 +213,139 @@ async def test_each_records_permanent_failures(pg_dsn: str) -> None:
         ("collect/each/check[1]", False),
         ("collect/each/check[2]", True),
     ]
+
+
+# --------------------------------------------------------------------------
+# Hardening (issue 15)
+
+
+def _is_go(x: str) -> int:
+    return x == "go"
+
+
+def _half(x: int) -> float:
+    return x // 2
+
+
+async def test_subtype_values_come_back_as_themselves(pg_dsn: str) -> None:
+    fails = [True]
+
+    @agent
+    async def flaky(x: float) -> Result[float, str]:
+        return Failure("transient") if fails and fails.pop() else Success(x)
+
+    journal = Journal.postgres(pg_dsn)
+    run_id = _id()
+    tree = pure(_is_go) >> pure(_half) >> flaky
+    assert await run(tree, "go", journal=journal, run_id=run_id) == Failure("transient")
+    resumed = await run(tree, "go", journal=journal, run_id=run_id)
+    assert resumed == Success(0) and type(resumed.unwrap()) is int
+    bool_id = _id()
+    fails[:] = [True]
+    assert await run(pure(_is_go) >> flaky, "go", journal=journal, run_id=bool_id) == Failure("transient")
+    again = await run(pure(_is_go) >> flaky, "go", journal=journal, run_id=bool_id)
+    assert again == Success(True) and type(again.unwrap()) is bool
+
+
+def _label(x: int) -> str:
+    return "\ud800" if x == 3 else f"doc {x}"
+
+
+async def test_one_unstorable_value_fails_only_its_own_leaf(pg_dsn: str) -> None:
+    journal = Journal.postgres(pg_dsn)
+    run_id = _id()
+    got = (await run(collect(each(lift(_label))), list(range(10)), journal=journal, run_id=run_id)).unwrap()
+    assert [o for i, o in enumerate(got) if i != 3] == [Success(f"doc {i}") for i in range(10) if i != 3]
+    match got[3]:
+        case Failure(Crashed(exception=TypeError() as exc, path="collect/each/_label[3]")):
+            assert "leaf 'collect/each/_label[3]'" in str(exc)
+        case other:
+            pytest.fail(f"expected Crashed for the bad leaf, got {other!r}")
+    records = await journal.records(run_id)
+    assert sorted(r.path for r in records if r.done) == sorted(f"collect/each/_label[{i}]" for i in range(10) if i != 3)
+
+
+def _doc(x: int) -> str:
+    return f"doc {x}"
+
+
+async def test_a_database_error_on_one_record_keeps_the_rest_of_its_batch(pg_dsn: str) -> None:
+    import psycopg
+
+    journal = Journal.postgres(pg_dsn)
+    await run(pure(_inc), 0, journal=journal, run_id=_id())  # creates the tables
+    run_id = _id()
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(
+            f"""
+            CREATE OR REPLACE FUNCTION refuse_{run_id}() RETURNS trigger AS $$
+            BEGIN
+                IF NEW.run_id = '{run_id}' AND NEW.payload = '"doc 3"' THEN
+                    RAISE EXCEPTION 'refused by a trigger';
+                END IF;
+                RETURN NEW;
+            END $$ LANGUAGE plpgsql;
+            CREATE TRIGGER refuse_{run_id} BEFORE UPDATE ON combinators_leaves
+                FOR EACH ROW EXECUTE FUNCTION refuse_{run_id}();
+            """
+        )
+    try:
+        tree = collect(each(lift(_doc).named("_label")))
+        with pytest.raises(JournalWriteError, match=r"cannot record leaf 'collect/each/_label\[3\]'.*trigger"):
+            await run(tree, list(range(10)), journal=journal, run_id=run_id)
+        records = await journal.records(run_id)
+        assert sorted(r.path for r in records if r.done) == sorted(
+            f"collect/each/_label[{i}]" for i in range(10) if i != 3
+        )
+    finally:
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            conn.execute(f"DROP TRIGGER refuse_{run_id} ON combinators_leaves")
+            conn.execute(f"DROP FUNCTION refuse_{run_id}()")
+
+
+async def test_a_tampered_record_names_the_leaf_and_the_run(pg_dsn: str) -> None:
+    import psycopg
+
+    journal = Journal.postgres(pg_dsn)
+    run_id = _id()
+    assert await run(pure(_inc), 1, journal=journal, run_id=run_id) == Success(2)
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("UPDATE combinators_leaves SET payload = '{oops' WHERE run_id = %s", (run_id,))
+    with pytest.raises(JournalCorrupt, match=rf"journal run '{run_id}': the record of leaf '_inc'"):
+        await run(pure(_inc), 1, journal=journal, run_id=run_id)
+
+
+# -- the fixture never changes the system ------------------------------------
+
+
+def test_the_fixture_uses_a_given_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COMBINATORS_PG_DSN", "postgresql://u@h/db")
+    assert conftest_pg.server_source() == ("dsn", ["postgresql://u@h/db"])
+    with conftest_pg.pg_server() as dsn:
+        assert dsn == "postgresql://u@h/db"
+
+
+def test_without_a_server_the_tests_skip_and_nothing_is_installed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Was: apt-get install postgresql-15 and useradd postgres, run from the test suite."""
+    commands: list[object] = []
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: commands.append(a))
+    monkeypatch.delenv("COMBINATORS_PG_DSN", raising=False)
+    monkeypatch.setattr(conftest_pg, "PG_BIN", tmp_path / "no-postgres")
+    with pytest.raises(pytest.skip.Exception, match=r"not installed.*source \.ci/services"):
+        with conftest_pg.pg_server():
+            pass
+    # Binaries but root and no postgres user: skip, never useradd.
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "initdb").touch()
+    monkeypatch.setattr(conftest_pg, "PG_BIN", tmp_path / "bin")
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setattr(conftest_pg, "_user_exists", lambda name: False)
+    with pytest.raises(pytest.skip.Exception, match=r"no `postgres` user"):
+        with conftest_pg.pg_server():
+            pass
+    assert commands == []
+    # A non-root user runs initdb itself.
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert conftest_pg.server_source() == ("binaries", [])

@@ -353,3 +353,92 @@ def test_an_unobserved_run_inside_an_observed_one_reports_nothing() -> None:
     recorder = Recorder()
     run_virtual(agent(call_inner).named("outer"), 1, observer=recorder)
     assert {e.path for e in recorder.events} == {"outer"}
+
+
+# -- the public progress display (issue 15) ---------------------------------------------------------
+
+
+def _console() -> tuple[Any, Any]:
+    import io
+
+    from rich.console import Console
+
+    out = io.StringIO()
+    return out, Console(file=out, width=100, force_terminal=False)
+
+
+async def test_progress_draws_a_fan_out_under_a_mock_clock(autojump_clock: trio.testing.MockClock) -> None:
+    from combinators import Progress, each
+    from combinators.testing import fake
+
+    batch = each(fake("summarize", delay=1, value="ok")).named("batch")
+    out, console = _console()
+    progress = Progress(batch, total=5, console=console)
+    assert await run(batch, list(range(5)), observer=progress) == Success(["ok"] * 5)
+    # The root's end stopped the display, which drew its last state.
+    assert (progress.started, progress.done, progress.failed, progress.running) == (5, 5, 0, 0)
+    text = out.getvalue()
+    assert "batch" in text and "5/5" in text
+    assert "failed" not in text
+
+
+async def test_progress_counts_failures_and_grows_its_total(autojump_clock: trio.testing.MockClock) -> None:
+    from combinators import Progress, collect, each
+    from combinators.testing import fake
+
+    tree = collect(each(fake("call", delay=1, value=1))).named("all")
+    out, console = _console()
+    progress = Progress(tree, console=console)  # no total: one leaf drawn, three run
+    assert await run(tree, [1, 2, 3], observer=progress) == Success([Success(1)] * 3)
+    assert (progress.started, progress.done, progress.failed) == (3, 3, 0)
+    assert "3/3" in out.getvalue()
+
+    failing = collect(each(fake("call", error="no"))).named("all")
+    out, console = _console()
+    with Progress(failing, console=console) as progress:
+        await run(failing, [1, 2], observer=progress)
+    assert (progress.done, progress.failed) == (2, 2)
+    assert "2 failed" in out.getvalue()
+
+
+async def test_progress_as_a_context_manager_with_another_observer(autojump_clock: trio.testing.MockClock) -> None:
+    from combinators import Progress
+    from combinators.testing import fake
+
+    tree = (fake("a", delay=1, value=1) | fake("b", delay=2, value=2)).named("pair")
+    out, console = _console()
+    recorder = Recorder()
+    with Progress(tree, console=console, transient=False) as progress:
+        assert await run(tree, 0, observer=combine(recorder, progress)) == Success((1, 2))
+        assert await run(tree, 0, observer=combine(recorder, progress)) == Success((1, 2))
+    assert (progress.started, progress.done) == (4, 4)
+    assert "4/4" in out.getvalue()
+    assert repr(progress) == "<Progress 'pair': 4/4 done, 0 failed>"
+
+
+def test_progress_without_rich_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from combinators import Progress
+
+    monkeypatch.setitem(sys.modules, "rich.console", None)
+    with pytest.raises(ImportError, match=r"install the cli extra: pip install 'combinators\[cli\]'"):
+        Progress(pure(abs))
+
+
+def test_importing_combinators_does_not_import_rich() -> None:
+    import subprocess
+    import sys
+
+    code = "import combinators, sys; from combinators import Progress; print(sorted(m for m in sys.modules if m.split('.')[0] == 'rich'))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert proc.stdout.strip() == "[]"
+
+
+def test_progress_refuses_bad_arguments() -> None:
+    from combinators import Progress
+
+    with pytest.raises(TypeError, match="expects the Agent"):
+        Progress(abs)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="total must be an int >= 0"):
+        Progress(pure(abs), total=-1)

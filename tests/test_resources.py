@@ -429,7 +429,7 @@ def test_timeout_is_min_of_time_and_limit(delays: list[int], seconds: float) -> 
         (lambda a: a.timeout(timedelta(0)), "timeout must be a number of seconds or a timedelta > 0, got 0.0"),
         (lambda a: a.retry(-1), "retry\\(\\): times must be an int >= 0, got -1"),
         (lambda a: a.limit(0), "limit\\(\\): n must be an int >= 1, got 0"),
-        (lambda a: a.rate(0, per=1), "rate\\(\\): calls must be > 0"),
+        (lambda a: a.rate(0, per=1), "rate\\(\\): calls must be a finite number > 0"),
         (lambda a: a.rate(1, per=0), "per must be a number of seconds or a timedelta > 0"),
         (lambda a: a.priority(3), "expected a Priority"),
         (lambda a: a.retry(1, deadline=0), "deadline must be a number of seconds or a timedelta > 0"),
@@ -502,3 +502,201 @@ async def test_a_request_cancelled_while_gathering_takes_no_slot() -> None:
             nursery.start_soon(canceller)
         assert ran == []
         assert limiter.borrowed == 0 and limiter.waiting == 0
+
+
+# -- hardening (issue 15) ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [-1, -0.5, float("inf"), float("-inf"), float("nan"), True, "3", None, 10**400])
+async def test_a_bad_rate_weight_is_an_error_naming_the_node_and_the_function(
+    autojump_clock: trio.testing.MockClock, bad: object
+) -> None:
+    """A weight that is not a finite number >= 0 is refused before it reaches the window."""
+    from combinators import each
+
+    def tokens(x: int) -> Any:
+        return bad if x == 3 else 1
+
+    starts: list[float] = []
+
+    @agent
+    async def call(x: int) -> Result[int, str]:
+        starts.append(trio.current_time())
+        return Success(x)
+
+    tree = each(call).rate(10, per=0.5, weight=tokens).named("paced")
+    with pytest.raises(ValueError, match=r"weight function 'tokens' of rate node 'paced' gave .* for the leaf at '[^']*3\]") as info:
+        await run(tree, list(range(20)))
+    assert "finite number >= 0" in str(info.value)
+
+
+async def test_a_bad_weight_never_corrupts_the_window(autojump_clock: trio.testing.MockClock) -> None:
+    """After a refused nan/inf/negative weight, 20 normal starts still take about one second, not ten."""
+    from combinators._limits import StartWindow
+
+    window = StartWindow(10, 0.5, name="paced")
+    for bad in (float("nan"), float("inf"), -5.0, True):
+        with pytest.raises(ValueError, match="paced"):
+            await window.take(bad)
+    begin = trio.current_time()
+    for _ in range(20):
+        await window.take(1.0)
+    assert trio.current_time() - begin == 0.5  # two windows of ten
+
+
+async def test_zero_weights_pass_and_an_exception_in_the_weight_function_is_noted(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    from combinators import each
+
+    free = each(fake("call", value=1)).rate(1, per=10, weight=lambda x: 0)
+    begin = trio.current_time()
+    assert await run(free, list(range(5))) == Success([1] * 5)
+    assert trio.current_time() == begin
+
+    def weigh(x: int) -> float:
+        raise KeyError(x)
+
+    tree = each(fake("call", value=1)).rate(1, per=10, weight=weigh)
+    with pytest.raises(KeyError) as info:
+        await run(tree, [7])
+    (note,) = [n for n in info.value.__notes__ if "combinators" in n]
+    assert note.startswith("combinators: raised by the weight function 'weigh' of node ")
+    assert "call" in note  # the leaf whose input was weighed
+
+
+async def test_an_exception_in_a_retry_predicate_is_noted(autojump_clock: trio.testing.MockClock) -> None:
+    def transient(error: str) -> bool:
+        raise LookupError(error)
+
+    tree = fake("call", error="e").named("call").retry(2, when=transient)
+    with pytest.raises(LookupError) as info:
+        await run(tree, 0)
+    assert [n for n in info.value.__notes__ if "combinators" in n] == [
+        "combinators: raised by the when function 'transient' of node 'retry'"
+    ]
+
+
+@pytest.mark.parametrize("on", [EventKind.STARTED, EventKind.SUCCEEDED, EventKind.FAILED])
+async def test_an_exception_in_an_observer_is_noted_as_the_observers(
+    autojump_clock: trio.testing.MockClock, on: EventKind
+) -> None:
+    class Fussy:
+        def __call__(self, event: Any) -> None:
+            if event.kind is on and event.node == "leaf":
+                raise RuntimeError("observer broke")
+
+    value = 1 if on is not EventKind.FAILED else None
+    error = "no" if on is EventKind.FAILED else None
+    leaves = [fake("call", value=value, error=error), agent_leaf(error)]
+    for leaf in leaves:
+        for tree in (leaf.named("call"), leaf.named("call").limit(1)):
+            with pytest.raises(RuntimeError, match="observer broke") as info:
+                await run(tree, 0, observer=Fussy())
+            (note,) = [n for n in info.value.__notes__ if "combinators" in n]
+            assert note.startswith("combinators: raised by the observer function 'Fussy' of node '")
+            assert note.endswith("call'")  # the leaf's path, which the event carried
+
+
+def agent_leaf(error: str | None = None) -> Agent[int, int, str]:
+    @agent
+    async def plain(x: int) -> Result[int, str]:
+        return Success(x) if error is None else Failure(error)
+
+    return plain
+
+
+def test_priority_limiter_release_without_acquire_raises() -> None:
+    limiter = PriorityLimiter(1)
+    with pytest.raises(RuntimeError, match="without a matching acquire"):
+        limiter.release()
+    assert limiter.borrowed == 0
+    assert limiter.try_acquire()
+    assert not limiter.try_acquire()  # still one slot, not two
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "message"),
+    [
+        ((2.5,), {}, "total must be an int >= 1, got 2.5"),
+        ((True,), {}, "total must be an int >= 1, got True"),
+        ((0,), {}, "total must be an int >= 1, got 0"),
+        ((float("inf"),), {}, "total must be an int >= 1"),
+        ((1,), {"aging": 0}, "aging must be an int >= 1, got 0"),
+        ((1,), {"aging": 0.5}, "aging must be an int >= 1"),
+        ((1,), {"aging": False}, "aging must be an int >= 1"),
+    ],
+)
+def test_priority_limiter_refuses_bad_sizes(args: tuple[Any, ...], kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(BuildError, match=message):
+        PriorityLimiter(*args, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda a: a.timeout(10**400), "timeout must be a finite number of seconds > 0"),
+        (lambda a: a.timeout(10**5000), "timeout must be a finite number of seconds > 0, got an int of"),
+        (lambda a: a.timeout(float("inf")), "timeout must be a finite number of seconds > 0, got inf"),
+        (lambda a: a.timeout(float("nan")), "got nan"),
+        (lambda a: a.timeout(True), "got True"),
+        (lambda a: a.timeout("1"), "got '1'"),
+        (lambda a: a.retry(1, deadline=float("inf")), "deadline must be a finite number"),
+        (lambda a: a.retry(True), "times must be an int >= 0, got True"),
+        (lambda a: a.retry(1.0), "times must be an int >= 0, got 1.0"),
+        (lambda a: a.limit(2.5), "n must be an int >= 1, got 2.5"),
+        (lambda a: a.limit(True), "n must be an int >= 1, got True"),
+        (lambda a: a.rate(float("inf")), "calls must be a finite number > 0, got inf"),
+        (lambda a: a.rate(float("nan")), "calls must be a finite number > 0, got nan"),
+        (lambda a: a.rate(10**400), "calls must be a finite number > 0"),
+        (lambda a: a.rate(True), "calls must be a finite number > 0, got True"),
+        (lambda a: a.rate(1, per=float("inf")), "per must be a finite number of seconds"),
+        (lambda a: a.rate(1, per=10**400), "per must be a finite number of seconds"),
+    ],
+)
+def test_non_finite_huge_and_bool_arguments_are_build_errors(build: Any, message: str) -> None:
+    leaf = fake("call", value=1).named("call")
+    with pytest.raises(BuildError, match=message) as info:
+        build(leaf)
+    assert "call" in str(info.value)
+    assert len(str(info.value)) < 200  # a 400-digit number is not printed whole
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"base": "1"}, "Backoff.base must be a finite number >= 0, got '1'"),
+        ({"base": float("inf")}, "Backoff.base must be a finite number >= 0, got inf"),
+        ({"cap": float("nan")}, "Backoff.cap must be a finite number >= 0, got nan"),
+        ({"cap": 10**400}, "Backoff.cap must be a finite number >= 0"),
+        ({"factor": 0}, "Backoff.factor must be a finite number > 0, got 0"),
+        ({"factor": True}, "Backoff.factor must be a finite number > 0, got True"),
+        ({"jitter": None}, "Backoff.jitter must be a finite number >= 0, got None"),
+        ({"seed": 1.5}, "Backoff.seed must be an int, a str or None, got 1.5"),
+    ],
+)
+def test_bad_backoff_fields_are_build_errors_naming_the_field(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(BuildError, match=message):
+        Backoff(**kwargs)
+
+
+def test_rate_docs_describe_the_sliding_log_the_code_runs() -> None:
+    """The docstring once said "a token bucket"; the window is a sliding log (issue 15)."""
+    from combinators._limits import StartWindow
+
+    doc = Agent.rate.__doc__ or ""
+    assert "sliding log" in doc and "sliding log" in (StartWindow.__doc__ or "")
+    assert "(a token bucket)" not in doc
+
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True, float("inf"), float("nan"), "4"])
+async def test_max_concurrency_of_run_and_stream_is_a_whole_number(bad: Any) -> None:
+    from combinators import stream
+
+    leaf = fake("call", value=1)
+    with pytest.raises(ValueError, match="max_concurrency must be an int >= 1"):
+        await run(leaf, 0, max_concurrency=bad)
+    with pytest.raises(ValueError, match="max_concurrency must be an int >= 1"):
+        stream(leaf, [0], max_concurrency=bad)
+    assert await run(leaf, 0, max_concurrency=10**400) == Success(1)  # huge is fine: an int

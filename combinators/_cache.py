@@ -1,0 +1,441 @@
+"""Never pay twice: a leaf's outcomes kept across runs (``agent.cache(store)``).
+
+An entry's key is the journal's, without the run id: the leaf's name, its
+``versioned()`` version and the SHA-256 of its canonical input (so any later
+run, in any process sharing the store, finds it).  Values follow the
+journal's rule: a value that would not come back from JSON as itself is
+refused when it is stored, with the journal's messages.  Successes are
+kept; permanent failures (an error whose ``permanent`` is true) too with
+``failures=True``.  A hit runs nothing, takes no limiter slot and reserves
+and charges nothing (the layer sits outside admission and budgets).
+
+**Single flight.**  Identical calls in flight at once — the same key, in
+one run or in concurrent runs of one trio loop — run once: the first call
+(the *leader*) runs the leaf in a child task, the others wait for its
+outcome.  A waiter that is cancelled just stops waiting.  A cancelled
+leader stops the call only when nobody else waits for it; otherwise it
+waits (its caller's cancellation is delayed) until the call ends or the
+last waiter leaves.  A call that ends without an outcome (cancelled, or an
+exception — a bug, raised in the leader) leaves its waiters to try again.
+
+**Time to live** is wall-clock time (``time.time()``): entries outlive runs
+and processes, where trio's clock means nothing.  Each store takes a
+``clock`` (seconds, a callable) for tests.
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+import attrs
+import cattrs
+import trio
+from returns.result import Failure, Result, Success
+
+from ._exceptions import AgentTypeError, BuildError
+from ._journal import (
+    _PLAIN,
+    _comes_back,
+    _converter,
+    _decode,
+    _encode,
+    _is_permanent,
+    _leaf_info,
+    _LeafInfo,
+    _not_restorable,
+    _type_name,
+    _unsupported,
+    input_hash,
+)
+from ._observe import ATTEMPT, EventKind, emit
+
+if TYPE_CHECKING:
+    from ._expr import Agent, Leaf
+    from ._plan import Compiler, Env
+    from ._types import Runner
+
+_A = TypeVar("_A", bound="Agent[Any, Any, Any]")
+
+Clock = Callable[[], float]
+
+
+@attrs.frozen
+class Entry:
+    """A stored outcome: ``payload`` is the JSON of the value (or tagged error)."""
+
+    ok: bool
+    payload: str
+    expires: float | None
+
+
+def cache_key(name: str, version: str | None, digest: str) -> str:
+    """The key of a leaf's outcome on an input: the journal's, without the run id."""
+    return hashlib.sha256(f"{name}\0{version or ''}\0{digest}".encode()).hexdigest()
+
+
+class Cache(abc.ABC):
+    """Where cached leaf outcomes live: ``Cache.memory()``, ``Cache.sqlite(path)``, ``Cache.postgres(dsn)``.
+
+    One store serves any number of leaves, trees, runs and (SQLite,
+    PostgreSQL) processes.  ``converter`` (cattrs) encodes values, as for
+    the journal; ``clock`` gives wall-clock seconds for time to live.
+
+    >>> from combinators import pure, run_sync
+    >>> calls = []
+    >>> def shout(s: str) -> str:
+    ...     calls.append(s)
+    ...     return s.upper()
+    >>> cached = pure(shout).cache(Cache.memory())
+    >>> run_sync(cached, "hi"), run_sync(cached, "hi"), calls
+    (<Success: HI>, <Success: HI>, ['hi'])
+    """
+
+    converter: cattrs.Converter
+    clock: Clock
+
+    def __init__(self, *, converter: cattrs.Converter | None = None, clock: Clock | None = None) -> None:
+        self.converter = _converter(converter)
+        self.clock = clock if clock is not None else time.time
+        #: Calls in flight, by (trio run, key): the single-flight table.
+        self.flights: dict[tuple[object, str], _Flight] = {}
+
+    @staticmethod
+    def memory(*, converter: cattrs.Converter | None = None, clock: Clock | None = None) -> MemoryCache:
+        """A store in this process's memory (survives runs, not the process)."""
+        return MemoryCache(converter=converter, clock=clock)
+
+    @staticmethod
+    def sqlite(path: str, *, converter: cattrs.Converter | None = None, clock: Clock | None = None) -> SqliteCache:
+        """A store in the SQLite file ``path`` (the embedded default; processes share it)."""
+        return SqliteCache(path, converter=converter, clock=clock)
+
+    @staticmethod
+    def postgres(dsn: str, *, converter: cattrs.Converter | None = None, clock: Clock | None = None) -> Cache:
+        """A store in PostgreSQL (psycopg 3, extra ``postgres``), shared by processes and machines."""
+        from ._cache_postgres import PostgresCache
+
+        return PostgresCache(dsn, converter=converter, clock=clock)
+
+    @abc.abstractmethod
+    async def get(self, key: str) -> Entry | None:
+        """The live entry stored under ``key``, if any (expired entries are misses)."""
+
+    @abc.abstractmethod
+    async def put(self, key: str, name: str, version: str | None, entry: Entry) -> None:
+        """Store ``entry`` under ``key`` (replacing an older one)."""
+
+    def _live(self, entry: Entry | None) -> Entry | None:
+        if entry is None or (entry.expires is not None and entry.expires <= self.clock()):
+            return None
+        return entry
+
+
+class MemoryCache(Cache):
+    """A cache in this process's memory (see :meth:`Cache.memory`)."""
+
+    def __init__(self, *, converter: cattrs.Converter | None = None, clock: Clock | None = None) -> None:
+        super().__init__(converter=converter, clock=clock)
+        self._entries: dict[str, Entry] = {}
+
+    def __repr__(self) -> str:
+        return "Cache.memory()"
+
+    async def get(self, key: str) -> Entry | None:
+        await trio.lowlevel.checkpoint()
+        return self._live(self._entries.get(key))
+
+    async def put(self, key: str, name: str, version: str | None, entry: Entry) -> None:
+        self._entries[key] = entry
+        await trio.lowlevel.checkpoint()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+_SQLITE_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS combinators_cache (
+    key TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    version TEXT,
+    ok INTEGER NOT NULL,
+    payload TEXT NOT NULL,
+    expires REAL
+) WITHOUT ROWID;
+"""
+
+
+class _Reads:
+    """Keys asked for in one scheduling round, answered by one query."""
+
+    __slots__ = ("answers", "done", "keys")
+
+    def __init__(self, keys: set[str]) -> None:
+        self.keys = keys
+        self.done = trio.Event()
+        self.answers: dict[str, Entry] | None = None
+
+
+class SqliteCache(Cache):
+    """A cache in an SQLite file (see :meth:`Cache.sqlite`).
+
+    Reads that arrive while one is in a worker thread are gathered and
+    answered by the next single query (group reads), so a fan-out of hits
+    costs a few thread hops, not one per leaf.
+    """
+
+    def __init__(self, path: str, *, converter: cattrs.Converter | None = None, clock: Clock | None = None) -> None:
+        super().__init__(converter=converter, clock=clock)
+        self.path = path
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        #: The read being gathered, per trio run.
+        self._pending: dict[object, _Reads] = {}
+
+    def __repr__(self) -> str:
+        return f"Cache.sqlite({self.path!r})"
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA busy_timeout=30000")
+            conn.executescript(_SQLITE_SCHEMA)
+            self._conn = conn
+        return self._conn
+
+    def _read(self, keys: list[str]) -> dict[str, Entry]:
+        with self._lock:
+            conn = self._connection()
+            out: dict[str, Entry] = {}
+            for i in range(0, len(keys), 500):
+                chunk = keys[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                for key, ok, payload, expires in conn.execute(
+                    f"SELECT key, ok, payload, expires FROM combinators_cache WHERE key IN ({marks})", chunk
+                ):
+                    out[key] = Entry(bool(ok), payload, expires)
+            return out
+
+    def _write(self, key: str, name: str, version: str | None, entry: Entry) -> None:
+        with self._lock:
+            self._connection().execute(
+                "INSERT OR REPLACE INTO combinators_cache (key, name, version, ok, payload, expires) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (key, name, version, int(entry.ok), entry.payload, entry.expires),
+            )
+
+    async def get(self, key: str) -> Entry | None:
+        loop = trio.lowlevel.current_trio_token()
+        while True:
+            batch = self._pending.get(loop)
+            if batch is not None:
+                # A read is being gathered in this scheduling round: join it.
+                batch.keys.add(key)
+                await batch.done.wait()
+            else:
+                batch = self._pending[loop] = _Reads({key})
+                try:
+                    # Let the other tasks of this round add their keys.
+                    await trio.lowlevel.checkpoint()
+                    del self._pending[loop]
+                    batch.answers = await trio.to_thread.run_sync(self._read, sorted(batch.keys))
+                finally:
+                    if self._pending.get(loop) is batch:
+                        del self._pending[loop]
+                    batch.done.set()
+            if batch.answers is not None:
+                return self._live(batch.answers.get(key))
+            # The gathering task was cancelled before it read: read again.
+
+    async def put(self, key: str, name: str, version: str | None, entry: Entry) -> None:
+        await trio.to_thread.run_sync(self._write, key, name, version, entry)
+
+    def close(self) -> None:
+        """Close the connection (the store stays usable: it opens a new one)."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+
+# --------------------------------------------------------------------------
+# The leaf layer
+
+
+@attrs.frozen(eq=False)
+class CachePolicy:
+    """How a leaf is cached: where, for how long, and whether permanent failures too."""
+
+    store: Cache
+    ttl: float | None
+    failures: bool
+
+
+def cached_leaf(node: _A, store: Cache, *, ttl: float | None, failures: bool) -> _A:
+    """``node.cache(store, ...)``: the same leaf, answered from ``store`` when it can be."""
+    from ._expr import Leaf
+
+    where = f"{node.name}.cache()"
+    if not isinstance(node, Leaf):
+        msg = f"{where}: only a leaf (agent(), lift(), pure()) is cached, got a {node.kind} node; cache its leaves"
+        raise BuildError(msg)
+    if not isinstance(store, Cache):
+        msg = f"{where}: expected a Cache (Cache.memory(), Cache.sqlite(path), ...), got {store!r}"
+        raise BuildError(msg)
+    made: Any = attrs.evolve(node, cached=CachePolicy(store, ttl, bool(failures)))
+    result: _A = made
+    return result
+
+
+class _Flight:
+    """One call in flight that identical calls wait for."""
+
+    __slots__ = ("done", "outcome", "scope", "waiters", "leader_gone")
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.outcome: Result[Any, Any] | None = None
+        self.scope: trio.CancelScope | None = None
+        self.waiters = 0
+        self.leader_gone = False
+
+    def leave(self) -> None:
+        """A waiter stops waiting; the last one out stops a call nobody wants."""
+        self.waiters -= 1
+        if self.waiters == 0 and self.leader_gone and self.scope is not None:
+            self.scope.cancel()
+
+
+def _storable(info: _LeafInfo, converter: cattrs.Converter, name: str) -> None:
+    problem = _unsupported(converter, info.out_type)
+    if problem is not None:
+        msg = (
+            f"cache: the output of leaf {name!r} ({info.out_type!r}) cannot be stored: {problem}; "
+            f"return an encodable type or register hooks on the cache's converter"
+        )
+        raise AgentTypeError(msg)
+
+
+def cache_layer(c: Compiler, leaf: Leaf[Any, Any, Any], env: Env, runner: Runner) -> Runner:
+    """The leaf runner answered from, and recorded into, the leaf's cache."""
+    policy: CachePolicy = leaf.cached
+    store, ttl, failures = policy.store, policy.ttl, policy.failures
+    converter = store.converter
+    info = _leaf_info(leaf)
+    _storable(info, converter, leaf.name)
+    name, version = info.name, info.version
+    observed, kind = c.observed, leaf.kind
+    flights = store.flights
+
+    def report(result: Result[Any, Any], path: str) -> None:
+        attempt = ATTEMPT.get()
+        emit(EventKind.STARTED, path, node=kind, attempt=attempt)
+        emit(EventKind.CACHED, path, node=kind, attempt=attempt)
+        if isinstance(result, Success):
+            emit(EventKind.SUCCEEDED, path, node=kind, attempt=attempt, value=result.unwrap())
+        else:
+            emit(EventKind.FAILED, path, node=kind, attempt=attempt, error=result.failure())
+
+    async def record(result: Result[Any, Any], key: str, path: str) -> None:
+        match result:
+            case Success(value):
+                ok = True
+                payload = _encode(converter, value, info.out_type, path, "output")
+            case Failure(error) if failures and _is_permanent(error):
+                ok = False
+                data = _encode(converter, error, type(error), path, "permanent error")
+                payload = f'{{"type":{json.dumps(_type_name(type(error)))},"value":{data}}}'
+                value = error
+            case _:
+                return
+        if type(value) not in _PLAIN and not _comes_back(converter, ok, payload, info, value):
+            raise _not_restorable(path, ok, info, value)
+        expires = None if ttl is None else store.clock() + ttl
+        await store.put(key, name, version, Entry(ok, payload, expires))
+
+    async def lead(x: Any, path: str, key: str, flight: _Flight, slot: tuple[object, str]) -> Result[Any, Any]:
+        ended = trio.Event()
+
+        async def call() -> None:
+            try:
+                # Shielded: a cancelled leader stops the call only when no
+                # one else waits for it (``_Flight.leave``).
+                with trio.CancelScope(shield=True) as scope:
+                    flight.scope = scope
+                    result = await runner(x, path)
+                    await record(result, key, path)
+                    flight.outcome = result
+            finally:
+                ended.set()
+
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(call)
+                try:
+                    await ended.wait()
+                except trio.Cancelled:
+                    flight.leader_gone = True
+                    if flight.waiters == 0 and flight.scope is not None:
+                        flight.scope.cancel()
+                    raise
+        except BaseExceptionGroup as group:
+            raise _single(group) from None
+        finally:
+            if flights.get(slot) is flight:
+                del flights[slot]
+            flight.done.set()
+        assert flight.outcome is not None
+        return flight.outcome
+
+    async def run_cached(x: Any, path: str) -> Result[Any, Any]:
+        try:
+            digest = input_hash(converter, x)
+        except Exception as exc:
+            msg = f"cache: cannot hash the input of leaf {path!r} ({type(x).__name__}): {exc}"
+            raise TypeError(msg) from exc
+        key = cache_key(name, version, digest)
+        slot = (trio.lowlevel.current_trio_token(), key)
+        while True:
+            entry = await store.get(key)
+            if entry is not None:
+                value = _decode(converter, entry.ok, entry.payload, info)
+                result: Result[Any, Any] = Success(value) if entry.ok else Failure(value)
+                if observed:
+                    report(result, path)
+                return result
+            flight = flights.get(slot)
+            if flight is None:
+                flight = flights[slot] = _Flight()
+                return await lead(x, path, key, flight, slot)
+            flight.waiters += 1
+            try:
+                await flight.done.wait()
+            finally:
+                flight.leave()
+            if flight.outcome is not None:
+                if observed:
+                    report(flight.outcome, path)
+                return flight.outcome
+            # The call ended without an outcome: try again (maybe lead it).
+
+    return run_cached
+
+
+def _single(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one exception a leader's nursery wrapped (a bug in the leaf, or a cancel)."""
+    while isinstance(group, BaseExceptionGroup) and len(group.exceptions) == 1:
+        inner = group.exceptions[0]
+        if not isinstance(inner, BaseExceptionGroup):
+            return inner
+        group = inner
+    return group
+
+
+__all__ = ["Cache", "MemoryCache", "SqliteCache", "cache_key"]
