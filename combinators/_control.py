@@ -19,6 +19,7 @@ Node paths (``p`` is the node's own path):
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar, final, overload
 
 import attrs
@@ -26,7 +27,7 @@ import trio
 from returns.result import Failure, Result, Success
 
 from ._exceptions import AgentTypeError, BuildError, GaveUp
-from ._expr import Agent, _fn_name, _require_agent, _require_callable
+from ._expr import _NOT_PARTS, Agent, _fn_name, _require_agent, _require_callable
 from ._notes import note_function
 from ._plan import Compiler, Env, compiles, segments
 from ._types import Runner, _Err_co, _In_contra, _Out_co
@@ -112,6 +113,7 @@ class Bind(Agent[_In_contra, _Out_co, _Err_co]):
     f: Callable[[Any], Any]
     key: Callable[[Any], str] | None
     kind: ClassVar[str] = "bind"
+    _wraps: ClassVar[str | None] = "inner"
 
     def _repr_parts(self) -> list[object]:
         tail = ")" if self.label is None else f").named({self.label!r})"
@@ -120,16 +122,11 @@ class Bind(Agent[_In_contra, _Out_co, _Err_co]):
     def _mermaid(self, g: MermaidGraph) -> Block:
         from ._mermaid import Block
 
-        def body() -> Block:
+        with nullcontext() if self.label is None else g.subgraph(self.label):
             inner = g.draw(self.inner)
             chosen = g.node(f"bind {_fn_name(self.f)}: agent chosen at run time", "hexagon")
             g.link(inner, Block((chosen,), (chosen,)))
             return Block(inner.entries, (chosen,))
-
-        if self.label is None:
-            return body()
-        with g.subgraph(self.label):
-            return body()
 
 
 @final
@@ -141,6 +138,7 @@ class Repeat(Agent[_In_contra, _Out_co, _Err_co]):
     until: Callable[[Any], Any]
     max_times: int
     kind: ClassVar[str] = "repeat"
+    _wraps: ClassVar[str | None] = "step"
 
     def _repr_parts(self) -> list[object]:
         tail = ")" if self.label is None else f").named({self.label!r})"
@@ -165,7 +163,8 @@ def _draw_choice(
     """A diamond for the choice, an arrow labelled with each case to its branch."""
     from ._mermaid import Block
 
-    def body() -> Block:
+    # No closure around g.draw: drawing recurses once per level (MAX_DEPTH).
+    with nullcontext() if node.label is None else g.subgraph(node.label):
         diamond = g.node(what, "diamond")
         start = Block((diamond,), (diamond,))
         exits: list[str] = []
@@ -174,11 +173,6 @@ def _draw_choice(
             g.link(start, block, text)
             exits.extend(block.exits)
         return Block((diamond,), tuple(exits))
-
-    if node.label is None:
-        return body()
-    with g.subgraph(node.label):
-        return body()
 
 
 # --------------------------------------------------------------------------
@@ -363,7 +357,7 @@ def _parts(tree: Agent[Any, Any, Any]) -> Hashable:
     for node in tree.walk():
         key.append(id(type(node)))
         for field in attrs.fields(type(node)):
-            if field.name in ("_hash", "_cache"):
+            if field.name in _NOT_PARTS:
                 continue
             value = getattr(node, field.name)
             if isinstance(value, Agent):

@@ -282,6 +282,7 @@ class OnExecutor(Agent[_In_contra, _Out_co, _Err_co]):
     inner: Agent[Any, Any, Any]
     executor: Any
     kind: ClassVar[str] = "on"
+    _wraps: ClassVar[str | None] = "inner"
 
     def _repr_parts(self) -> list[object]:
         parts: list[object] = [self.inner, f".on({self.executor.name})"]

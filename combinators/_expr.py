@@ -137,7 +137,14 @@ def _count(value: object, where: str, what: str, *, minimum: int = 1, alternativ
 
 
 #: Fields that are bookkeeping, not what a node is made of.
-_NOT_PARTS: Final = frozenset({"_hash", "_cache"})
+_NOT_PARTS: Final = frozenset({"_hash", "_cache", "_subject", "_depth", "_handler"})
+
+#: The deepest nesting a tree may have (see ``Agent._nesting``).  Compiling,
+#: running, drawing and reporting a tree still recurse in Python once per
+#: level of nesting; past this depth a tree is refused when it is built,
+#: with margin below where those fail under Python's default recursion
+#: limit (docs/decisions.md, "How deep a tree may nest").
+MAX_DEPTH: Final = 250
 
 
 def node_cache(node: Agent[Any, Any, Any]) -> dict[str, Any]:
@@ -192,22 +199,72 @@ class Agent(Generic[_In_contra, _Out_co, _Err_co]):
     #: also when a leaf function refers back to its own tree, a cycle the
     #: garbage collector frees.  Not part of equality, hash or repr.
     _cache: dict[str, Any] | None = attrs.field(init=False, default=None)
+    #: The user-facing name a wrapper above this node is named after (see
+    #: ``name``): the label, a leaf's function name, or for a wrapper the
+    #: subject of what it wraps.  Kept so that naming costs O(1) per node.
+    _subject: str = attrs.field(init=False, default="")
+    #: Levels of Python recursion compiling or drawing this tree takes
+    #: (``_nesting``); refused past ``MAX_DEPTH``.
+    _depth: int = attrs.field(init=False, default=0)
+    #: For sequence nodes: does the flattened step list hold a handler
+    #: (``map_error``, ``recover``, ``fallback``)?  See ``_chain.flatten``.
+    _handler: bool = attrs.field(init=False, default=False)
 
     #: What a node is called when it has no label (subclasses override).
     kind: ClassVar[str] = "agent"
+    #: For a wrapper, the field holding the agent it wraps: an unlabelled
+    #: wrapper is named after it (``sentiment.timeout``).  None: the node
+    #: is named by its kind (``seq``, ``par``, ``each``).
+    _wraps: ClassVar[str | None] = None
 
     def __attrs_post_init__(self) -> None:
         object.__setattr__(self, "_hash", _structural_hash(self))
+        if self.label is not None:
+            subject = self.label
+        elif self._wraps is not None:
+            subject = getattr(self, self._wraps)._subject
+        else:
+            subject = self._default_name()
+        object.__setattr__(self, "_subject", subject)
+        depth = self._nesting()
+        if depth > MAX_DEPTH:
+            msg = (
+                f"{self.name}: this tree nests {depth} levels deep, more than the "
+                f"{MAX_DEPTH} that can be compiled, run and drawn without reaching "
+                f"Python's recursion limit; flatten it (a `>>` chain or a `|` group of "
+                f"any length is one level) or run its parts as separate trees"
+            )
+            raise BuildError(msg)
+        object.__setattr__(self, "_depth", depth)
+
+    def _nesting(self) -> int:
+        """Levels of recursion below and including this node: one more than its deepest child.
+
+        Sequences and groups override this: their steps and operands are
+        walked by loops, so only the nesting of each step counts.
+        """
+        deepest = 0
+        for kid in self.children():
+            deepest = max(deepest, kid._depth)
+        return deepest + 1
 
     # -- identity -----------------------------------------------------------
 
     @property
     def name(self) -> str:
-        """The node's name: its label, else the function's or combinator's name."""
+        """The node's name, used in its path: its label, else a name derived from what it is.
+
+        A leaf is named after its function, a wrapper after the agent it
+        wraps (``sentiment.timeout``, ``sentiment.retry``: the innermost
+        label or function name, so names stay short however deep the
+        wrappers go), any other node after its kind (``seq``, ``par``).
+        """
         return self.label if self.label is not None else self._default_name()
 
     def _default_name(self) -> str:
-        return self.kind
+        if self._wraps is None:
+            return self.kind
+        return f"{getattr(self, self._wraps)._subject}.{self.kind}"
 
     def children(self) -> tuple[Agent[Any, Any, Any], ...]:
         """The direct sub-agents of this node, in operand order."""
@@ -281,6 +338,12 @@ class Agent(Generic[_In_contra, _Out_co, _Err_co]):
             parts.append(kid)
         parts.append(")" if self.label is None else f").named({self.label!r})")
         return parts
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled as a flat table of nodes (children before parents), so
+        # pickling, copying and loading any depth or length of tree never
+        # recurse once per node; shared subtrees stay shared.
+        return (_unpickle_tree, (_tree_table(self),))
 
     def walk(self) -> Iterator[Agent[Any, Any, Any]]:
         """Every node of the tree, parents before children (iterative)."""
@@ -581,6 +644,72 @@ class Agent(Generic[_In_contra, _Out_co, _Err_co]):
         return cached_leaf(self, store, ttl=None if ttl is None else _seconds(ttl, f"{self.name}.cache()", "ttl"), failures=failures)
 
 
+class _Ref:
+    """A reference to an earlier node in a pickled tree's table."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_Ref, (self.index,))
+
+
+def _agent_values(node: Agent[Any, Any, Any]) -> Iterator[Agent[Any, Any, Any]]:
+    """The agents held directly in ``node``'s fields (a group's prefix, not its operands)."""
+    for field in attrs.fields(type(node)):
+        value = getattr(node, field.name)
+        if isinstance(value, Agent):
+            yield value
+        elif isinstance(value, tuple) and value and isinstance(value[0], Agent):
+            yield from value
+
+
+def _tree_table(root: Agent[Any, Any, Any]) -> tuple[tuple[type[Any], tuple[object, ...]], ...]:
+    """``root``'s nodes in post-order as (class, field values), agents as ``_Ref`` markers."""
+    index: dict[int, int] = {}
+    table: list[tuple[type[Any], tuple[object, ...]]] = []
+    stack: list[tuple[Agent[Any, Any, Any], bool]] = [(root, False)]
+    while stack:
+        node, ready = stack.pop()
+        if id(node) in index:
+            continue
+        if not ready:
+            stack.append((node, True))
+            stack.extend((kid, False) for kid in _agent_values(node) if id(kid) not in index)
+            continue
+        values: list[object] = []
+        for field in attrs.fields(type(node)):
+            value = getattr(node, field.name)
+            if field.name in ("_hash", "_cache"):
+                value = None  # recomputed on load: str hashes differ between processes
+            elif isinstance(value, Agent):
+                value = _Ref(index[id(value)])
+            elif isinstance(value, tuple) and value and isinstance(value[0], Agent):
+                value = tuple(_Ref(index[id(v)]) for v in value)
+            values.append(value)
+        index[id(node)] = len(table)
+        table.append((type(node), tuple(values)))
+    return tuple(table)
+
+
+def _unpickle_tree(table: tuple[tuple[type[Any], tuple[object, ...]], ...]) -> Agent[Any, Any, Any]:
+    """The tree ``_tree_table`` wrote, rebuilt without running any node's checks again."""
+    made: list[Agent[Any, Any, Any]] = []
+    for cls, values in table:
+        node = object.__new__(cls)
+        for field, value in zip(attrs.fields(cls), values, strict=True):
+            if isinstance(value, _Ref):
+                value = made[value.index]
+            elif isinstance(value, tuple) and value and isinstance(value[0], _Ref):
+                value = tuple(made[r.index] for r in value)
+            object.__setattr__(node, field.name, value)
+        object.__setattr__(node, "_hash", _structural_hash(node))
+        made.append(node)
+    return made[-1]
+
+
 def _require_callable(f: object, where: str) -> None:
     if not callable(f):
         msg = f"{where}: expected a function, got {type(f).__name__} {f!r}"
@@ -759,6 +888,17 @@ class Then(Agent[_In_contra, _Out_co, _Err_co]):
     second: Agent[Any, Any, Any]
     kind: ClassVar[str] = "seq"
 
+    def __attrs_post_init__(self) -> None:
+        # The flag _nesting reads for a right operand: set before it runs.
+        object.__setattr__(self, "_handler", _joins(self.first) or _joins(self.second))
+        super().__attrs_post_init__()
+
+    def _nesting(self) -> int:
+        second = self.second
+        # A right operand holding a handler is a nested step (_chain.flatten).
+        right = second._depth if _joins(second) else _in_loop(second, (Then,))
+        return max(_in_loop(self.first, (Then,)), right) + 1
+
     def _repr_parts(self) -> list[object]:
         parts: list[object] = ["(", self.first, " >> ", self.second, ")"]
         if self.label is not None:
@@ -785,6 +925,11 @@ class Parallel(Agent[_In_contra, _Out_co, _Err_co], Generic[_In_contra, _Out_co,
     size: int
     kind: ClassVar[str] = "par"
 
+    def _nesting(self) -> int:
+        # O(1) as the group grows: the prefix group already counted itself.
+        before = self.prefix._depth if self.size > 2 else self.prefix._depth + 1
+        return max(before, self.last._depth + 1)
+
     @property
     def operands(self) -> tuple[Agent[Any, Any, Any], ...]:
         """The operands in order (the flat group)."""
@@ -809,6 +954,27 @@ class Parallel(Agent[_In_contra, _Out_co, _Err_co], Generic[_In_contra, _Out_co,
             parts.append(kid)
         parts.append(")" if self.label is None else f").named({self.label!r})")
         return parts
+
+
+def _is_step_list(node: Agent[Any, Any, Any]) -> bool:
+    """Is ``node`` a sequence node whose steps join an enclosing sequence's loop?"""
+    return node.label is None and isinstance(node, Then | Transform | MapError | Recover | Fallback)
+
+
+def _in_loop(node: Agent[Any, Any, Any], family: tuple[type[Any], ...]) -> int:
+    """The nesting ``node`` adds as an operand of a sequence node of ``family``.
+
+    An unlabelled ``>>`` inside ``>>``, or a handler/transform around
+    another, is walked by the same loop (``_chain.flatten`` when running,
+    ``_mermaid`` when drawing): its own level is not one more.  Across the
+    two families compiling still loops but drawing recurses, so it counts.
+    """
+    return node._depth - 1 if node.label is None and isinstance(node, family) else node._depth
+
+
+def _joins(node: Agent[Any, Any, Any]) -> bool:
+    """Does ``node`` bring a handler into an enclosing sequence's step list?"""
+    return _is_step_list(node) and node._handler
 
 
 def then(first: Agent[_I, _O, _E], second: Agent[_O, _O2, _E2]) -> Agent[_I, _O2, _E | _E2]:
@@ -842,6 +1008,14 @@ class Transform(Agent[_In_contra, _Out_co, _Err_co]):
     inner: Agent[Any, Any, Any]
     f: Callable[[Any], Any]
     kind: ClassVar[str] = "transform"
+    _wraps: ClassVar[str | None] = "inner"
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "_handler", _joins(self.inner))
+        super().__attrs_post_init__()
+
+    def _nesting(self) -> int:
+        return _in_loop(self.inner, _STEP_KINDS) + 1
 
 
 @final
@@ -852,6 +1026,14 @@ class MapError(Agent[_In_contra, _Out_co, _Err_co]):
     inner: Agent[Any, Any, Any]
     f: Callable[[Any], Any]
     kind: ClassVar[str] = "map_error"
+    _wraps: ClassVar[str | None] = "inner"
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "_handler", True)
+        super().__attrs_post_init__()
+
+    def _nesting(self) -> int:
+        return _in_loop(self.inner, _STEP_KINDS) + 1
 
 
 @final
@@ -862,6 +1044,15 @@ class Fallback(Agent[_In_contra, _Out_co, _Err_co]):
     primary: Agent[Any, Any, Any]
     backup: Agent[Any, Any, Any]
     kind: ClassVar[str] = "fallback"
+    _wraps: ClassVar[str | None] = "primary"
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "_handler", True)
+        super().__attrs_post_init__()
+
+    def _nesting(self) -> int:
+        # The backup is a nested step; the primary's steps join the loop.
+        return max(_in_loop(self.primary, _STEP_KINDS), self.backup._depth) + 1
 
 
 @final
@@ -872,6 +1063,14 @@ class Recover(Agent[_In_contra, _Out_co, _Err_co]):
     inner: Agent[Any, Any, Any]
     f: Callable[[Any], Any]
     kind: ClassVar[str] = "recover"
+    _wraps: ClassVar[str | None] = "inner"
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "_handler", True)
+        super().__attrs_post_init__()
+
+    def _nesting(self) -> int:
+        return _in_loop(self.inner, _STEP_KINDS) + 1
 
 
 @final
@@ -882,6 +1081,7 @@ class Timeout(Agent[_In_contra, _Out_co, _Err_co]):
     inner: Agent[Any, Any, Any]
     seconds: float
     kind: ClassVar[str] = "timeout"
+    _wraps: ClassVar[str | None] = "inner"
 
 
 @final
@@ -895,6 +1095,7 @@ class Retry(Agent[_In_contra, _Out_co, _Err_co]):
     when: Callable[[Any], bool] | None
     deadline: float | None
     kind: ClassVar[str] = "retry"
+    _wraps: ClassVar[str | None] = "inner"
 
 
 @final
@@ -908,6 +1109,7 @@ class Limit(Agent[_In_contra, _Out_co, _Err_co]):
     #: Compared by identity, like the limiter itself.
     shared: PriorityLimiter | None = None
     kind: ClassVar[str] = "limit"
+    _wraps: ClassVar[str | None] = "inner"
 
 
 @final
@@ -918,6 +1120,7 @@ class Prioritized(Agent[_In_contra, _Out_co, _Err_co]):
     inner: Agent[Any, Any, Any]
     value: Priority
     kind: ClassVar[str] = "priority"
+    _wraps: ClassVar[str | None] = "inner"
 
 
 @final
@@ -932,6 +1135,7 @@ class Rate(Agent[_In_contra, _Out_co, _Err_co]):
     #: The window every run shares (``.rate(window)``), or None: one per run.
     shared: StartWindow | None = None
     kind: ClassVar[str] = "rate"
+    _wraps: ClassVar[str | None] = "inner"
 
 
 
@@ -943,3 +1147,8 @@ class Budgeted(Agent[_In_contra, _Out_co, _Err_co]):
     inner: Agent[Any, Any, Any]
     limit: Any
     kind: ClassVar[str] = "budget"
+    _wraps: ClassVar[str | None] = "inner"
+
+
+#: Sequence nodes drawn as one spine (see ``_in_loop``).
+_STEP_KINDS: Final = (Transform, MapError, Recover, Fallback)

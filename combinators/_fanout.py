@@ -171,21 +171,30 @@ def _operands(agents: tuple[object, ...], what: str) -> tuple[Agent[Any, Any, An
 def each(inner: Agent[_I, _O, _E], /, *, at_most: int | None = None) -> Each[_I, _O, _E]:
     """Run ``inner`` on every element of an iterable input, at once up to the limits.
 
-    Results come back as a list in input order.  Fail-fast like ``|``: the
-    first failure (in trio time) cancels the elements still running and is
-    the result; wrap in :func:`collect` to keep every outcome instead.  Under
-    a limit of capacity ``c`` (``.limit(c)`` or ``run(max_concurrency=c)``)
-    at most ``c`` elements are in flight, each started only when a slot is
-    free, so memory grows with ``c``, not with the number of inputs.
+    **Fail-fast:** the first failure cancels every other element and is the
+    whole result, so one bad input sinks the batch.  For batch work, where
+    each input's outcome matters on its own, use ``collect(each(inner))``:
+    it never fails and gives one ``Result`` per input.
 
+    Results come back as a list in input order; "first" is in trio time, as
+    for ``|``.  Under a limit of capacity ``c`` (``.limit(c)`` or
+    ``run(max_concurrency=c)``) at most ``c`` elements are in flight, each
+    started only when a slot is free, so memory grows with ``c``, not with
+    the number of inputs.  Element ``i`` runs at ``<path>/<inner name>[i]``.
     ``at_most=n`` states the most elements an input may have, so that
     :func:`estimate` can bound a fan-out over a list known only at run time;
     an input with more is a bug (``ValueError`` once the ``n+1``-th element
     is pulled, the first ``n`` having started).
 
-    >>> from combinators import pure, run_sync
+    >>> from returns.result import Failure, Success
+    >>> from combinators import collect, lift, pure, run_sync
     >>> run_sync(each(pure(lambda x: x * 10)), [1, 2, 3])
     <Success: [10, 20, 30]>
+    >>> inverse = lift(lambda x: 1 / x).named("inverse")
+    >>> run_sync(each(inverse), [1, 0, 2])
+    <Failure: Crashed(exception=ZeroDivisionError('division by zero'), path='each/inverse[1]')>
+    >>> run_sync(collect(each(inverse)), [1, 0, 2])  # doctest: +ELLIPSIS
+    <Success: [<Success: 1.0>, <Failure: Crashed(...path='collect/each/inverse[1]')>, <Success: 0.5>]>
     """
     _require_agent(inner, "each() argument", None)
     if at_most is not None and (isinstance(at_most, bool) or not isinstance(at_most, int) or at_most < 0):
@@ -403,7 +412,10 @@ def _outcomes(
     Nothing is cancelled early; an unexpected exception cancels the siblings
     and propagates as itself.
     """
-    runners = tuple(c.compile(op, env) for op in operands)
+    runners_: list[Runner] = []
+    for op in operands:  # a loop: no frame of its own per level (MAX_DEPTH)
+        runners_.append(c.compile(op, env))
+    runners = tuple(runners_)
     segs = segments(operands)
     n = len(runners)
 
@@ -576,7 +588,10 @@ def _compile_task_pool(c: Compiler, node: TaskPool[Any, Any, Any], env: Env) -> 
     outcome cancels the nursery's scope; tasks never taken report
     ``NodeCancelled(started=False)``.
     """
-    runners = tuple(c.compile(op, env) for op in node.operands)
+    runners_: list[Runner] = []
+    for op in node.operands:  # a loop: no frame of its own per level (MAX_DEPTH)
+        runners_.append(c.compile(op, env))
+    runners = tuple(runners_)
     segs = segments(node.operands)
     names = tuple(op.name for op in node.operands)
     order, width = node.order, node.width
@@ -670,7 +685,10 @@ def _compile_collect(c: Compiler, node: Collect[Any, Any, Any], env: Env) -> Run
 @compiles(FirstSuccess)
 def _compile_first_success(c: Compiler, node: FirstSuccess[Any, Any, Any], env: Env) -> Runner:
     operands = node.operands
-    runners = tuple(c.compile(op, env) for op in operands)
+    runners_: list[Runner] = []
+    for op in operands:  # a loop: no frame of its own per level (MAX_DEPTH)
+        runners_.append(c.compile(op, env))
+    runners = tuple(runners_)
     segs = segments(operands)
     n = len(runners)
     hedge = node.hedge
@@ -729,7 +747,10 @@ def _compile_first_success(c: Compiler, node: FirstSuccess[Any, Any, Any], env: 
 @compiles(Vote)
 def _compile_vote(c: Compiler, node: Vote[Any, Any, Any], env: Env) -> Runner:
     operands = node.operands
-    runners = tuple(c.compile(op, env) for op in operands)
+    runners_: list[Runner] = []
+    for op in operands:  # a loop: no frame of its own per level (MAX_DEPTH)
+        runners_.append(c.compile(op, env))
+    runners = tuple(runners_)
     segs = segments(operands)
     n = len(runners)
     key = node.key

@@ -16,7 +16,7 @@ defining a ``_mermaid(self, graph: MermaidGraph) -> Block`` method (see
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import attrs
@@ -217,8 +217,13 @@ def _chain_steps(node: Then[Any, Any, Any]) -> list[Agent[Any, Any, Any]]:
     return steps
 
 
+# The rules below call ``g.draw`` directly from their own frame (no closure,
+# no comprehension around it): drawing recurses once per level of nesting,
+# and two frames per level is what ``MAX_DEPTH`` in ``_expr`` allows for.
+
+
 def _draw_seq(g: MermaidGraph, node: Then[Any, Any, Any]) -> Block:
-    def body() -> Block:
+    with nullcontext() if node.label is None else g.subgraph(node.label):
         blocks: list[Block] = []
         for step in _chain_steps(node):
             blocks.append(g.draw(step))
@@ -227,15 +232,12 @@ def _draw_seq(g: MermaidGraph, node: Then[Any, Any, Any]) -> Block:
         failures = tuple(f for b in blocks for f in b.failure_exits)
         return Block(blocks[0].entries, blocks[-1].exits, failures)
 
-    if node.label is None:
-        return body()
-    with g.subgraph(node.label):
-        return body()
-
 
 def _draw_par(g: MermaidGraph, node: Parallel[Any, Any, Any, Any]) -> Block:
     with g.subgraph(node.label or "parallel"):
-        blocks = [g.draw(op) for op in node.operands]
+        blocks: list[Block] = []
+        for op in node.operands:
+            blocks.append(g.draw(op))
     return _side_by_side(blocks)
 
 
@@ -247,17 +249,50 @@ def _side_by_side(blocks: list[Block]) -> Block:
     )
 
 
-def _draw_fallback(g: MermaidGraph, node: Fallback[Any, Any, Any]) -> Block:
-    def body() -> Block:
-        primary = g.draw(node.primary)
-        backup = g.draw(node.backup)
-        g.link(primary, backup, "on failure", "dotted", on_failure=True)
-        return Block(primary.entries, primary.exits + backup.exits, backup.failure_exits)
+_STEP_KINDS = (Transform, MapError, Recover, Fallback)
 
-    if node.label is None:
-        return body()
-    with g.subgraph(_title(node, "fallback")):
-        return body()
+
+def _draw_steps(g: MermaidGraph, node: Any) -> Block:
+    """A ``transform``/``map_error``/``recover``/``fallback`` and the unlabelled ones below it.
+
+    Walked as a loop down the spine of wrapped agents, then drawn bottom-up,
+    so a chain of a thousand ``.transform()`` does not recurse per step.
+    """
+    if isinstance(node, Fallback) and node.label is not None:
+        with g.subgraph(_title(node, "fallback")):
+            return _add_step(g, node, g.draw(node.primary))
+    spine = [node]
+    below = _spine_inner(node)
+    while isinstance(below, _STEP_KINDS) and below.label is None:
+        spine.append(below)
+        below = _spine_inner(below)
+    block = g.draw(below)
+    for step in reversed(spine):
+        block = _add_step(g, step, block)
+    return block
+
+
+def _spine_inner(node: Any) -> Agent[Any, Any, Any]:
+    inner: Agent[Any, Any, Any] = node.primary if isinstance(node, Fallback) else node.inner
+    return inner
+
+
+def _add_step(g: MermaidGraph, node: Any, inner: Block) -> Block:
+    """Draw ``node``'s own part after the block of what it wraps."""
+    if isinstance(node, Fallback):
+        backup = g.draw(node.backup)
+        g.link(inner, backup, "on failure", "dotted", on_failure=True)
+        return Block(inner.entries, inner.exits + backup.exits, backup.failure_exits)
+    what = node.kind
+    step = g.node(f"{what}: {_fn_name(node.f)}", "parallelogram")
+    here = Block((step,), (step,))
+    if what == "transform":
+        g.link(inner, here)
+        return Block(inner.entries, (step,), inner.failure_exits)
+    g.link(inner, here, "on failure", "dotted", on_failure=True)
+    if what == "map_error":
+        return Block(inner.entries, inner.exits, (step,))
+    return Block(inner.entries, inner.exits + (step,), ())  # recover: never fails
 
 
 def _wrapped(title: Callable[[Any], str]) -> Callable[[MermaidGraph, Any], Block]:
@@ -270,22 +305,6 @@ def _wrapped(title: Callable[[Any], str]) -> Callable[[MermaidGraph, Any], Block
 
 def _seconds(s: float) -> str:
     return f"{s:g}s"
-
-
-def _draw_step(what: str) -> Callable[[MermaidGraph, Any], Block]:
-    def draw(g: MermaidGraph, node: Any) -> Block:
-        inner = g.draw(node.inner)
-        step = g.node(f"{what}: {_fn_name(node.f)}", "parallelogram")
-        here = Block((step,), (step,))
-        if what == "transform":
-            g.link(inner, here)
-            return Block(inner.entries, (step,), inner.failure_exits)
-        g.link(inner, here, "on failure", "dotted", on_failure=True)
-        if what == "map_error":
-            return Block(inner.entries, inner.exits, (step,))
-        return Block(inner.entries, inner.exits + (step,), ())  # recover: never fails
-
-    return draw
 
 
 def _retry_title(node: Retry[Any, Any, Any]) -> str:
@@ -305,25 +324,27 @@ _RULES: dict[type[Any], Callable[[MermaidGraph, Any], Block]] = {
     Const: _draw_leaf,
     Then: _draw_seq,
     Parallel: _draw_par,
-    Fallback: _draw_fallback,
+    Fallback: _draw_steps,
     Timeout: _wrapped(lambda n: f"timeout {_seconds(n.seconds)}"),
     Retry: _wrapped(_retry_title),
     Limit: _wrapped(lambda n: f"limit {n.n}" + (" shared" if n.shared is not None else "")),
     Prioritized: _wrapped(lambda n: f"priority {n.value.name}"),
     Rate: _wrapped(_rate_title),
-    Transform: _draw_step("transform"),
-    MapError: _draw_step("map_error"),
-    Recover: _draw_step("recover"),
+    Transform: _draw_steps,
+    MapError: _draw_steps,
+    Recover: _draw_steps,
 }
 
 
 def _draw_generic(g: MermaidGraph, node: Agent[Any, Any, Any]) -> Block:
     """A node kind without a rule: a box, or a labelled box around its children."""
     kids = node.children()
-    title = node.kind if node.name == node.kind else f"{node.kind}: {node.name}"
+    title = node.kind if node.label is None else f"{node.kind}: {node.label}"
     if not kids:
         nid = g.node(title, "box")
         return Block((nid,), (nid,))
     with g.subgraph(title):
-        blocks = [g.draw(k) for k in kids]
+        blocks: list[Block] = []
+        for kid in kids:
+            blocks.append(g.draw(kid))
     return _side_by_side(blocks)

@@ -530,9 +530,10 @@ def _compile_const(c: Compiler, node: Const[Any, Any, Any], env: Env) -> Runner:
 @compiles(Parallel)
 def _compile_parallel(c: Compiler, node: Parallel[Any, Any, Any, Any], env: Env) -> Runner:
     operands = node.operands
-    runners = tuple(c.compile(op, env) for op in operands)
-    segs = segments(operands)
-    return parallel_runner(runners, segs)
+    compiled: list[Runner] = []
+    for op in operands:  # a loop, not a generator: one frame less per level (MAX_DEPTH)
+        compiled.append(c.compile(op, env))
+    return parallel_runner(tuple(compiled), segments(operands))
 
 
 def parallel_runner(runners: tuple[Runner, ...], segs: tuple[str, ...]) -> Runner:

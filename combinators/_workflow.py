@@ -687,7 +687,9 @@ class WorkflowNode(Agent[_In_contra, _Out_co, _Err_co]):
 
         title = self.kind if self.name == self.kind else f"{self.kind}: {self.name}"
         with graph.subgraph(title):
-            blocks = [graph.draw(kid) for kid in self.agents]
+            blocks: list[Block] = []
+            for kid in self.agents:
+                blocks.append(graph.draw(kid))
         has_succ = [False] * len(blocks)
         for i, ps in enumerate(self.preds):
             data = set(self.data[i])
@@ -713,7 +715,10 @@ def _compile_workflow(c: Compiler, node: WorkflowNode[Any, Any, Any], env: Env) 
     An unexpected exception from a node cancels the rest and propagates as
     itself, not inside an ExceptionGroup.
     """
-    runners = tuple(c.compile(a, env) for a in node.agents)
+    runners_: list[Runner] = []
+    for a in node.agents:  # a loop: no frame of its own per level (MAX_DEPTH)
+        runners_.append(c.compile(a, env))
+    runners = tuple(runners_)
     names = node.names
     segs = segments(node.agents)  # "/name": every agent carries its node's name
     data, shapes, preds = node.data, node.shapes, node.preds

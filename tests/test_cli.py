@@ -148,7 +148,7 @@ def test_the_observe_example_runs_as_a_script(tmp_path: Path) -> None:
         timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "critical path: analyze/retry/fetch_quote > analyze/analyses/par/quality" in proc.stdout
+    assert "critical path: analyze/fetch_quote.retry/fetch_quote > analyze/analyses/par/quality" in proc.stdout
 
 
 def test_journal_makes_the_same_command_resume(tmp_path: Path) -> None:

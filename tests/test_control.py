@@ -490,7 +490,7 @@ async def test_timeout_around_the_loop_cancels_mid_round(autojump_clock: Any) ->
     assert await run(loop, 0, observer=rec) == Failure(TimedOut("t", 3.5))
     assert trio.current_time() - start == 3.5
     assert finished == [0, 1, 2]
-    assert ("cancelled", "t/repeat/round-4/step") in [(e.kind.value, e.path) for e in rec.events]
+    assert ("cancelled", "t/step.repeat/round-4/step") in [(e.kind.value, e.path) for e in rec.events]
 
 
 async def test_timeout_inside_each_round(autojump_clock: Any) -> None:
@@ -501,7 +501,7 @@ async def test_timeout_inside_each_round(autojump_clock: Any) -> None:
 
     loop = repeat(step.timeout(2), until=lambda x: x >= 4, max_times=10).named("r")
     start = trio.current_time()
-    assert await run(loop, 0) == Failure(TimedOut("r/round-3/timeout", 2.0))
+    assert await run(loop, 0) == Failure(TimedOut("r/round-3/step.timeout", 2.0))
     assert trio.current_time() - start == 1 + 1 + 2
     # a round that fits its timeout does not disturb the loop
     assert await run(loop, 3) == Success(4)

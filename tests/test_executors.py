@@ -187,7 +187,7 @@ async def test_events_and_paths_under_on() -> None:
 async def test_lift_error_is_crashed_with_the_remote_traceback() -> None:
     with trio.fail_after(30):
         result = await run(lift(boom).on(POOL), 7)
-    assert result == Failure(Crashed(ValueError("bad input 7"), "on/boom"))
+    assert result == Failure(Crashed(ValueError("bad input 7"), "boom.on/boom"))
     exc = result.failure().exception
     text = remote_traceback(exc)
     assert text is not None
@@ -200,7 +200,7 @@ async def test_pure_error_propagates_as_itself() -> None:
     with trio.fail_after(30), pytest.raises(ValueError, match="bad input 3") as info:
         await run(pure(boom).on(POOL), 3)
     notes = info.value.__notes__
-    assert any("raised in node 'on/boom'" in n for n in notes)
+    assert any("raised in node 'boom.on/boom'" in n for n in notes)
     assert remote_traceback(info.value) is not None
 
 
@@ -227,7 +227,7 @@ async def test_timeout_kills_a_60_second_leaf(tmp_path: Path) -> None:
         await run(pure(pid).on(POOL), None)  # a worker is warm: it starts spinning at once
     tree = lift(spin_forever).on(POOL).timeout(1.0)
     fires_at = [trio.current_time() + 1.0]
-    await _assert_killed(tree, tmp_path / "pid", Failure(TimedOut("timeout", 1.0)), fires_at)
+    await _assert_killed(tree, tmp_path / "pid", Failure(TimedOut("spin_forever.timeout", 1.0)), fires_at)
 
 
 async def test_fail_fast_sibling_kills_the_leaf(tmp_path: Path) -> None:
@@ -249,7 +249,7 @@ async def test_without_kill_on_cancel_the_leaf_is_waited_for() -> None:
     start = time.monotonic()
     with trio.fail_after(30):
         result = await run(tree, 0.5)
-    assert result == Failure(TimedOut("timeout", 0.05))
+    assert result == Failure(TimedOut("nap.timeout", 0.05))
     assert time.monotonic() - start >= 0.5
 
 

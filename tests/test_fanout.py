@@ -205,7 +205,7 @@ def test_each_matches_reference(items: list[Spec], width: int | None, via_run: b
         started = {e.path for e in rec.events if e.kind.value == "started"}
         ended = {e.path for e in rec.events if e.kind.value != "started"}
         assert started == ended
-        assert {p.rsplit("/", 1)[-1] for p in started if p.startswith(("each/", "limit/each/"))} <= {
+        assert {p.rsplit("/", 1)[-1] for p in started if p.startswith(("each/", "each.limit/each/"))} <= {
             f"step[{i}]" for i in range(len(items))
         }
 

@@ -208,7 +208,7 @@ async def test_attempt_and_idempotency_key_across_retries_and_resumes(tmp_path: 
     assert await run(tree, 5, journal=journal, run_id="pay") == Success(5)
     assert [c.attempt for c in seen] == [1, 2, 3, 4]
     assert len({c.idempotency_key for c in seen}) == 1
-    assert {(c.run_id, c.path) for c in seen} == {("pay", "retry/charge")}
+    assert {(c.run_id, c.path) for c in seen} == {("pay", "charge.retry/charge")}
     assert current_leaf() is None
 
 

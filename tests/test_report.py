@@ -201,6 +201,6 @@ def test_the_observe_example_runs(tmp_path: Path, capsys: pytest.CaptureFixture[
     report = main("MSFT", trace_file)
     out = capsys.readouterr().out
     assert report.duration == pytest.approx(0.17)
-    assert report.critical_path == ("analyze/retry/fetch_quote", "analyze/analyses/par/quality")
+    assert report.critical_path == ("analyze/fetch_quote.retry/fetch_quote", "analyze/analyses/par/quality")
     assert "flowchart LR" in out and '"success"' in out
     assert json.loads(trace_file.read_text())["traceEvents"]

@@ -285,13 +285,13 @@ async def test_a_leaf_without_costs_is_free_unless_it_charges(autojump_clock: tr
     # Spent to the limit: a free leaf still fits (it asks nothing), a declared one does not.
     second = await run((free >> declared).budget(hold), -1)
     refused = second.failure()
-    assert isinstance(refused, OverBudget) and refused.path == "budget/seq/declared"
+    assert isinstance(refused, OverBudget) and refused.path == "seq.budget/seq/declared"
     rec = Recorder()
     other = Budget(Usage(cost=1.0))
     assert await run((sneaky >> declared).named("s").budget(other), 1, observer=rec) == Failure(
-        OverBudget("budget", Usage(cost=1.0), Usage(cost=0.5), Usage(cost=0.0), Usage(cost=1.0), "budget/s/declared")
+        OverBudget("budget", Usage(cost=1.0), Usage(cost=0.5), Usage(cost=0.0), Usage(cost=1.0), "s.budget/s/declared")
     )
-    assert build_report(rec.events)["budget/s/sneaky"].overspent == ("cost",)
+    assert build_report(rec.events)["s.budget/s/sneaky"].overspent == ("cost",)
 
 
 async def test_shared_budget_spans_runs(autojump_clock: trio.testing.MockClock) -> None:

@@ -223,7 +223,7 @@ async def test_otel_spans_nest_like_the_tree(autojump_clock: trio.testing.MockCl
         assert s.attributes is not None
         by_path.setdefault(str(s.attributes["combinators.path"]), []).append(s)
     assert sorted(by_path) == sorted({e.path for e in rec.events})
-    assert len(by_path["p/retry/flaky"]) == 2
+    assert len(by_path["p/flaky.retry/flaky"]) == 2
     root = by_path["p"][0]
     assert root.parent is None
     for path, group in by_path.items():
@@ -236,9 +236,9 @@ async def test_otel_spans_nest_like_the_tree(autojump_clock: trio.testing.MockCl
             assert s.context.trace_id == root.context.trace_id
     assert root.end_time is not None and root.start_time is not None
     assert root.end_time - root.start_time == 6 * 10**9  # 1 + 1 backoff + 1 + 3 virtual seconds
-    failed = [s for s in by_path["p/retry/flaky"] if s.status.status_code is StatusCode.ERROR]
+    failed = [s for s in by_path["p/flaky.retry/flaky"] if s.status.status_code is StatusCode.ERROR]
     assert len(failed) == 1
-    assert [e.name for e in by_path["p/retry"][0].events] == ["retried"]
+    assert [e.name for e in by_path["p/flaky.retry"][0].events] == ["retried"]
 
 
 async def test_lanes_are_reused_once_free(autojump_clock: trio.testing.MockClock) -> None:

@@ -346,7 +346,7 @@ async def test_composes_with_operators(autojump_clock: trio.testing.MockClock) -
     slow, _ = Workflow.start(int).add("slow", sleeper("slow", 10))
     timed = slow.build().named("flow").timeout(3)
     t0 = trio.current_time()
-    assert await run(timed, 0) == Failure(TimedOut("timeout", 3.0))
+    assert await run(timed, 0) == Failure(TimedOut("flow.timeout", 3.0))
     assert trio.current_time() - t0 == 3
 
 
