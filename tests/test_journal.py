@@ -630,8 +630,8 @@ def test_the_manifest_uses_the_interpreters_paths_for_chains() -> None:
         "seq seq", "seq/a leaf", "seq/seq seq", "seq/seq/b leaf", "seq/seq recover", "seq/seq/c leaf",
     ]
     assert paths["fallback"] == [
-        "transform transform", "transform/a leaf", "transform/b leaf", "transform fallback",
-        "transform/c leaf", "transform transform",
+        "seq.transform transform", "seq.transform/a leaf", "seq.transform/b leaf", "seq.transform fallback",
+        "seq.transform/c leaf", "seq.transform transform",
     ]
 
 
