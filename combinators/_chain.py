@@ -22,7 +22,7 @@ from returns.result import Failure, Result, Success
 from ._aio_leaf import is_host_call
 from ._expr import Agent, Fallback, Leaf, LeafMode, MapError, Recover, Then, Transform, _fn_name, node_cache
 from ._notes import not_a_result, note_function, note_node
-from ._plan import Compiler, Env, compiles, segments
+from ._plan import Compiler, Env, bare_leaf, compiles, segments
 from ._types import Runner
 
 _CALL: Final = 0  # a compiled runner
@@ -162,18 +162,15 @@ def chain_parts(root: Agent[Any, Any, Any]) -> list[tuple[str, Agent[Any, Any, A
 
 
 def _inlinable(c: Compiler, node: Agent[Any, Any, Any], env: Env) -> int | None:
-    """The inline op for a plain leaf with nothing wrapped around it, or None."""
-    if type(node) is not Leaf or c.observed or c.leaf_layers:
+    """The inline op for a plain leaf with nothing wrapped around it (not even a limiter), or None."""
+    leaf = bare_leaf(c, node, env)
+    if leaf is None or env.limiters:
         return None
-    if env.limiters or env.windows or env.executor is not None or env.budgets:
-        return None
-    if node.spend is not None or node.cached is not None:
-        return None
-    if is_host_call(node.fn):
+    if is_host_call(leaf.fn):
         c.host_leaves = True  # inlined, it still needs the run's asyncio loop
-    if node.mode is LeafMode.RESULT:
+    if leaf.mode is LeafMode.RESULT:
         return _AGENT
-    if node.mode is LeafMode.PURE:
+    if leaf.mode is LeafMode.PURE:
         return _PURE
     return None
 

@@ -37,11 +37,12 @@ from returns.result import Failure, Result, Success
 
 from ._cancel import keep_first_crash, open_nursery
 from ._exceptions import AgentTypeError, AllFailed, BuildError, NoMajority
-from ._expr import Agent, Limit, Parallel, _fn_name, _require_agent, _require_callable, _seconds
+from ._limits import PriorityLimiter
+from ._expr import Agent, LeafMode, Limit, Parallel, _fn_name, _require_agent, _require_callable, _seconds
 from ._workflow import NodeCancelled
 from ._observe import observed
-from ._plan import Compiler, Env, compiles, segments
-from ._notes import note_function, note_node
+from ._plan import Compiler, Env, bare_leaf, compiles, segments
+from ._notes import not_a_result, note_function, note_node
 from ._types import Runner, _Err_co, _In_contra, _Out_co
 
 _I = TypeVar("_I")
@@ -477,6 +478,18 @@ def _each_runner(c: Compiler, node: Each[Any, Any, Any], env: Env, *, keep_going
         # so no more than n can run: n workers, not a task per element
         # (a shared limiter too: n is its size).
         width = node.inner.n if width is None else min(width, node.inner.n)
+    # A bare agent leaf under the limiter in force (or none) is called
+    # inline by each worker (see bare_worker).
+    bare = bare_leaf(c, node.inner, env)
+    if bare is not None and bare.mode is not LeafMode.RESULT:
+        bare = None
+    fn: Any = bare.fn if bare is not None else None
+    leaf_name = node.inner.name
+    limiter = env.limiters[0] if env.limiters else None
+    # A run's own limiter may be taken without awaiting; a shared one checks
+    # which trio run uses it first (SharedLimiter.acquire).
+    own = limiter if isinstance(limiter, PriorityLimiter) else None
+    priority = env.priority
 
     async def run_each(x: Any, path: str) -> Result[Any, Any]:
         try:
@@ -492,26 +505,44 @@ def _each_runner(c: Compiler, node: Each[Any, Any, Any], env: Env, *, keep_going
         async with open_nursery() as nursery:
             scope = nursery.cancel_scope
 
-            def pull() -> tuple[int, Any] | None:
+            def next_item() -> Any:
+                """The next element, with a place kept for it at ``out[-1]``; ``_DONE`` when none may start."""
                 # The input is pulled lazily, one element per free slot; a
                 # plain iterator is safe to share between tasks because
                 # next() never yields to trio.
                 if failure or crash:  # the scope is cancelled: start nothing more
-                    return None
+                    return _DONE
                 try:
                     item = next(items, _DONE)
                 except Exception as exc:
                     note_node(exc, path)
                     keep_first_crash(crash, scope, exc)
-                    return None
+                    return _DONE
                 if item is _DONE:
-                    return None
+                    return _DONE
                 if at_most is not None and len(out) >= at_most:
                     msg = f"each() at {path!r} was declared at_most={at_most} but its input has more elements"
                     keep_first_crash(crash, scope, ValueError(msg))
-                    return None
+                    return _DONE
                 out.append(None)
-                return len(out) - 1, item
+                return item
+
+            def pull() -> tuple[int, Any] | None:
+                item = next_item()
+                return None if item is _DONE else (len(out) - 1, item)
+
+            def settle(i: int, result: Result[Any, Any]) -> bool:
+                """Keep element ``i``'s outcome; False once the run stops (fail-fast)."""
+                if keep_going:
+                    out[i] = result
+                elif isinstance(result, Success):
+                    out[i] = result._inner_value
+                else:
+                    if not failure:
+                        failure.append(result)
+                        scope.cancel()
+                    return False
+                return True
 
             async def one(i: int, item: Any) -> None:
                 try:
@@ -519,16 +550,48 @@ def _each_runner(c: Compiler, node: Each[Any, Any, Any], env: Env, *, keep_going
                 except Exception as exc:
                     keep_first_crash(crash, scope, exc)
                     return
-                if keep_going:
-                    out[i] = result
-                elif isinstance(result, Success):
-                    out[i] = result._inner_value
-                elif not failure:
-                    failure.append(result)
-                    scope.cancel()
+                settle(i, result)
+
+            async def bare_worker() -> None:
+                # The leaf call of _run's limited agent leaf, inlined into the
+                # worker loop (bare_leaf chose it): no coroutine and no path
+                # string per element unless one is needed.  What it buys is
+                # the do-nothing row of benchmarks/each.py.
+                assert limiter is not None  # workers exist only under a limit
+                cancelled_here = trio.lowlevel.checkpoint_if_cancelled
+                take_free = own.try_acquire if own is not None else _never
+                release = limiter.release
+                while (item := next_item()) is not _DONE:
+                    i = len(out) - 1
+                    # acquire() without its own coroutine when a slot is
+                    # free: the same cancellation check, then the slot.
+                    await cancelled_here()
+                    if not take_free():
+                        await limiter.acquire(priority)
+                    try:
+                        result = await fn(item)
+                    except Exception as exc:
+                        note_node(exc, f"{prefix}{i}]")
+                        keep_first_crash(crash, scope, exc)
+                        return
+                    finally:
+                        release()
+                    if type(result) is Success and not keep_going:
+                        # The common case without the ABC checks of isinstance.
+                        out[i] = result._inner_value
+                        continue
+                    if not isinstance(result, Result):
+                        keep_first_crash(crash, scope, not_a_result(leaf_name, f"{prefix}{i}]", result))
+                        return
+                    if not settle(i, result):
+                        return
 
             workers = width if width is None or not isinstance(x, Sized) else min(width, len(x))
-            _start_pulling(nursery, workers, pull, one)
+            if bare is not None and workers is not None:
+                for _ in range(workers):
+                    nursery.start_soon(bare_worker)
+            else:
+                _start_pulling(nursery, workers, pull, one)
         if crash:
             raise crash[0]
         if failure:
@@ -539,6 +602,11 @@ def _each_runner(c: Compiler, node: Each[Any, Any, Any], env: Env, *, keep_going
 
 
 _DONE: Any = object()
+
+
+def _never() -> bool:
+    """A shared limiter's ``try_acquire``: never (its ``acquire`` checks which run uses it)."""
+    return False
 
 
 #: Which outcome of a task stops a :class:`TaskPool` (None: none does).

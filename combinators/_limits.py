@@ -76,8 +76,14 @@ class PriorityLimiter:
         self._by_priority = len(self._priorities) > 1
 
     def try_acquire(self) -> bool:
-        """Take a slot now if one is free and nobody is queued for it."""
-        if self.borrowed < self.total and not self.waiting:
+        """Take a slot now if one is free and nobody is queued for it.
+
+        Never when leaves of several priorities share the limiter: their
+        requests of one instant are gathered first (see :meth:`acquire`).
+        Unlike ``acquire`` it is no checkpoint: a caller about to start a
+        leaf checks for cancellation itself.
+        """
+        if self.borrowed < self.total and not self.waiting and not self._by_priority:
             self.borrowed += 1
             self.admissions += 1
             return True

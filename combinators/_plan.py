@@ -114,6 +114,25 @@ class Compiler:
         return runner
 
 
+def bare_leaf(c: Compiler, node: Agent[Any, Any, Any], env: Env) -> Leaf[Any, Any, Any] | None:
+    """``node`` if it is a leaf with nothing around it but at most one limiter, else None.
+
+    Nothing else: no events, leaf layers (a journal), executor, rate window,
+    budget, declared cost or cache.  Such a leaf may be called inline by the
+    fast variants of the leaf call — ``_run``'s limited agent leaf, the
+    chain's inline steps, ``each``'s workers — which is what
+    ``benchmarks/each.py`` and ``benchmarks/chain.py`` measure; everything
+    else goes through the general leaf rule.
+    """
+    if type(node) is not Leaf or c.observed or c.leaf_layers:
+        return None
+    if env.executor is not None or env.windows or len(env.limiters) > 1 or env.budgets:
+        return None
+    if node.spend is not None or node.cached is not None:
+        return None
+    return node
+
+
 def segments(children: tuple[Agent[Any, Any, Any], ...]) -> tuple[str, ...]:
     """Path suffixes (``"/name"``) for siblings, indexed where names repeat."""
     names = [c.name for c in children]

@@ -64,7 +64,7 @@ from ._observe import (
     observing,
     tell,
 )
-from ._plan import Compiler, Env, LeafLayer, compiles, segments
+from ._plan import Compiler, Env, LeafLayer, bare_leaf, compiles, segments
 from ._spend import Budget, SpendLimit, Usage
 from ._types import Runner, _OB
 
@@ -316,14 +316,7 @@ def _compile_leaf(c: Compiler, leaf: Leaf[Any, Any, Any], env: Env) -> Runner:
         and not _spends(leaf, env)
     ):
         return _observed_agent_leaf(leaf, env)
-    if (
-        leaf.mode is LeafMode.RESULT
-        and len(env.limiters) == 1
-        and env.executor is None
-        and not c.leaf_layers
-        and not env.windows
-        and not _spends(leaf, env)
-    ):
+    if leaf.mode is LeafMode.RESULT and len(env.limiters) == 1 and bare_leaf(c, leaf, env) is not None:
         return _limited_agent_leaf(leaf, env.limiters[0], env.priority)
     if (
         env.budgets
