@@ -102,7 +102,7 @@ def test_bind_is_named_and_a_budget_bounds_it() -> None:
     a = leaf("a")
     chooser = pure(len).named("n").bind(lambda n: a)
     est = estimate(chooser, "abc")
-    assert not est.bounded and est.unbounded[0].path == "bind"
+    assert not est.bounded and est.unbounded[0].path == "n.bind"
     assert "bind chooses its agent at run time" in est.text()
     assert estimate(chooser.budget(Budget(Usage(cost=3.0))), "abc").most.cost == 3.0
 

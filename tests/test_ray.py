@@ -140,7 +140,7 @@ async def test_awaiting_does_not_block_trio_nor_take_a_thread_per_task(cluster: 
 async def test_lift_error_is_crashed_with_the_remote_traceback(cluster: RayCluster) -> None:
     with trio.fail_after(60):
         result = await run(lift(boom).on(cluster), 5)
-    assert result == Failure(Crashed(KeyError("no such key 5"), "on/boom"))
+    assert result == Failure(Crashed(KeyError("no such key 5"), "boom.on/boom"))
     text = remote_traceback(result.failure().exception)
     assert text is not None and "in boom" in text and "KeyError" in text
 
@@ -148,7 +148,7 @@ async def test_lift_error_is_crashed_with_the_remote_traceback(cluster: RayClust
 async def test_pure_error_propagates_as_itself(cluster: RayCluster) -> None:
     with trio.fail_after(60), pytest.raises(KeyError) as info:
         await run(pure(boom).on(cluster), 1)
-    assert any("raised in node 'on/boom'" in n for n in info.value.__notes__)
+    assert any("raised in node 'boom.on/boom'" in n for n in info.value.__notes__)
     assert any("remote traceback (ray task)" in n for n in info.value.__notes__)
 
 
@@ -157,7 +157,7 @@ async def test_a_dying_worker_is_crashed(cluster: RayCluster) -> None:
         result = await run(lift(die).on(cluster), None)
     assert isinstance(result, Failure)
     error = result.failure()
-    assert isinstance(error, Crashed) and error.path == "on/die"
+    assert isinstance(error, Crashed) and error.path == "die.on/die"
     assert type(error.exception).__name__ == "WorkerCrashedError", repr(error.exception)
 
 
@@ -193,7 +193,7 @@ async def test_timeout_cancels_a_60_second_task(cluster: RayCluster, tmp_path: P
         await run(pure(pid).on(cluster), None)  # a worker is ready
     tree = lift(spin_forever).on(cluster).timeout(5.0)
     fires_at = [trio.current_time() + 5.0]
-    await _assert_killed(tree, tmp_path / "pid", Failure(TimedOut("timeout", 5.0)), fires_at)
+    await _assert_killed(tree, tmp_path / "pid", Failure(TimedOut("spin_forever.timeout", 5.0)), fires_at)
 
 
 async def test_limit_applies_on_the_trio_side(cluster: RayCluster) -> None:
@@ -220,7 +220,7 @@ def test_function_that_does_not_pickle_is_refused_at_on(cluster: RayCluster) -> 
 
 def test_lambdas_are_fine_for_ray(cluster: RayCluster) -> None:
     # Ray sends functions with cloudpickle, by value: a lambda travels.
-    assert pure(lambda x: x).on(cluster).name == "on"
+    assert pure(lambda x: x).on(cluster).name == "lambda.on"
 
 
 async def test_cpu_scoring_example_on_ray_matches_in_task(cluster: RayCluster) -> None:

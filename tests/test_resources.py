@@ -470,7 +470,7 @@ def test_durations_may_be_timedeltas() -> None:
     from combinators import each, first_success
 
     slow = fake("slow", delay=5, value=1)
-    assert run_virtual(slow.timeout(timedelta(seconds=2)), 0) == (Failure(TimedOut("timeout", 2.0)), 2.0)
+    assert run_virtual(slow.timeout(timedelta(seconds=2)), 0) == (Failure(TimedOut("slow.timeout", 2.0)), 2.0)
     flaky = fake("flaky", delay=1, error="e").retry(5, backoff=Backoff(base=1, factor=1), deadline=timedelta(seconds=3))
     assert run_virtual(flaky, 0)[1] == 3.0  # attempts start at 0 and 2; one at 4 would be past the deadline
     paced = each(fake("x", delay=0, value=1).rate(1, per=timedelta(seconds=2)))
@@ -573,7 +573,7 @@ async def test_an_exception_in_a_retry_predicate_is_noted(autojump_clock: trio.t
     with pytest.raises(LookupError) as info:
         await run(tree, 0)
     assert [n for n in info.value.__notes__ if "combinators" in n] == [
-        "combinators: raised by the when function 'transient' of node 'retry'"
+        "combinators: raised by the when function 'transient' of node 'call.retry'"
     ]
 
 
