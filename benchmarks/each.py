@@ -7,7 +7,8 @@ Run: ``uv run python -m benchmarks.each``.
 * *tight*: ``limit`` long-lived workers pulling items from a shared iterator.
 
 Prints medians (µs per item), the ratio to each baseline measured in the
-same run, the cost of an attached observer, and the memory added by 100,000
+same run, the same against the tight pool for leaves that do nothing at all
+(not even yield: what is left is the interpreter's bookkeeping), the cost of an attached observer, and the memory added by 100,000
 inputs at limit 1,000.  "observer x" is the median ratio of paired runs with
 and without a ``Tally`` (counts events, keeps none); "Recorder x" the same
 with a ``Recorder``, which keeps both events of every item alive; "µs/event"
@@ -33,6 +34,26 @@ from combinators import Recorder, agent, collect, each, run
 async def work(x: int) -> Result[int, str]:
     await trio.lowlevel.checkpoint()
     return Success(x * 2)
+
+
+async def nothing(x: int) -> Result[int, str]:
+    """A leaf that does nothing, not even yield: all that is left is bookkeeping."""
+    return Success(x + 1)
+
+
+async def tight_nothing(n: int, limit: int) -> list[int]:
+    """The tight pool calling :func:`nothing`."""
+    out: list[Any] = [None] * n
+    items: Iterator[int] = iter(range(n))
+
+    async def worker() -> None:
+        for i in items:
+            out[i] = (await nothing(i)).unwrap()
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(limit):
+            nursery.start_soon(worker)
+    return out
 
 
 async def naive(n: int, limit: int) -> list[int]:
@@ -114,6 +135,25 @@ def main() -> None:
             "each under max_concurrency (median; µs per item)",
             ["case", "naive µs", "tight µs", "ours µs", "ours/tight", "naive/ours", "µs/event", "observer x", "Recorder x"],
             rows,
+        )
+    )
+    idle = each(agent(nothing))
+    idle_rows = []
+    for n in sizes:
+        for limit in (100, 1_000):
+            t_tight = median_seconds(lambda: trio.run(tight_nothing, n, limit), repeat=5)
+            ratio = median_ratio(
+                lambda: trio.run(tight_nothing, n, limit),
+                lambda: trio.run(functools.partial(run, idle, range(n), max_concurrency=limit)),
+                repeat=9,
+            )
+            idle_rows.append([f"each n={n} limit={limit}", t_tight / n * 1e6, t_tight * ratio / n * 1e6, ratio])
+    print()
+    print(
+        table(
+            "each of leaves that do nothing (not even yield), against the tight pool (paired median; µs per item)",
+            ["case", "tight µs", "ours µs", "ours/tight"],
+            idle_rows,
         )
     )
     n = 10_000 if quick else 100_000

@@ -38,6 +38,7 @@ from combinators import (
     average_confidence,
     collect,
     each,
+    Priority,
     fail,
     first_success,
     lift,
@@ -531,3 +532,65 @@ def test_many_stocks_example_in_virtual_time() -> None:
     lines = virtual(main)
     assert "in 0.15s (the backup won)" in lines[1]
     assert len(lines) == 3 + 6
+
+
+# -- each's workers call a bare agent leaf inline (benchmarks/each.py, do-nothing row) -------
+
+
+def _bare_trees(leaf: Any) -> list[Any]:
+    """The same fan-out under a run's limit, a limit node, a shared limiter and priorities."""
+    from combinators import PriorityLimiter
+
+    return [each(leaf), each(leaf).limit(2), each(leaf.limit(PriorityLimiter(2))), each(leaf.priority(Priority.HIGH)).limit(2)]
+
+
+async def test_a_bare_leaf_that_cancels_its_run_starts_no_other_leaf() -> None:
+    """A leaf that cancels an enclosing scope without yielding: the next start is refused."""
+    for tree_of in range(4):
+        started: list[int] = []
+        with trio.CancelScope() as outer:
+
+            async def stopper(x: int) -> Result[int, str]:
+                started.append(x)
+                if x == 3:
+                    outer.cancel()
+                return Success(x)
+
+            await run(_bare_trees(agent(stopper))[tree_of], range(10), max_concurrency=2)
+        assert outer.cancelled_caught
+        assert started == [0, 1, 2, 3], tree_of
+
+
+async def test_bare_leaves_keep_the_limit_notes_and_results() -> None:
+    running = peak = 0
+
+    async def step(x: int) -> Result[int, str]:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        try:
+            await trio.sleep(0)
+        finally:
+            running -= 1
+        return Success(x * 2) if x != 7 else Failure(f"bad {x}")
+
+    for tree in _bare_trees(agent(step)):
+        peak = 0
+        assert await run(tree, range(7), max_concurrency=2) == Success([0, 2, 4, 6, 8, 10, 12])
+        assert peak <= 2
+        assert await run(tree, range(9), max_concurrency=2) == Failure("bad 7")
+
+    async def boom(x: int) -> Result[int, str]:
+        if x == 2:
+            raise KeyError(x)
+        return Success(x)
+
+    with pytest.raises(KeyError) as info:
+        await run(each(agent(boom)), range(5), max_concurrency=2)
+    assert "combinators: raised in node 'each/boom[2]'" in info.value.__notes__
+
+    async def sloppy(x: int) -> Result[int, str]:
+        return x  # type: ignore[return-value]
+
+    with pytest.raises(TypeError, match=r"each/sloppy\[0\]"):
+        await run(each(agent(sloppy)), range(3), max_concurrency=2)
