@@ -443,13 +443,10 @@ def metered_leaf(c: Compiler, leaf: Leaf[Any, Any, Any], env: Env, runner: Runne
         return _remote_metered(runner, declared, pairs, remotes, observed, kind)
 
     async def run_metered(x: Any, path: str) -> Result[Any, Any]:
-        for budget, ask in pairs:
-            if not budget.fits(ask):
-                refused = budget.refusal(declared, path)
-                await trio.lowlevel.checkpoint()
-                return Failure(refused)
-        for budget, ask in pairs:
-            budget.take(ask)
+        refused = _reserve(pairs, declared, path)
+        if refused is not None:
+            await trio.lowlevel.checkpoint()
+            return Failure(refused)
         meter = _Meter()
         token = _METER.set(meter)
         try:
@@ -463,6 +460,22 @@ def metered_leaf(c: Compiler, leaf: Leaf[Any, Any, Any], env: Env, runner: Runne
                 emit(EventKind.CHARGED, path, node=kind, attempt=ATTEMPT.get(), value=Charge(used, declared))
 
     return run_metered
+
+
+def _reserve(
+    pairs: tuple[tuple[Budget, tuple[int | Fraction, ...]], ...], declared: Usage | None, path: str
+) -> OverBudget | None:
+    """Reserve each budget's ask in every budget, all or nothing (no await in between).
+
+    Gives the refusal of the first budget that cannot take its ask, having
+    taken nothing; None once every budget holds its reservation.
+    """
+    for budget, ask in pairs:
+        if not budget.fits(ask):
+            return budget.refusal(declared, path)
+    for budget, ask in pairs:
+        budget.take(ask)
+    return None
 
 
 def budgeted_agent_leaf(leaf: Leaf[Any, Any, Any], env: Env) -> Runner:
@@ -485,13 +498,10 @@ def budgeted_agent_leaf(leaf: Leaf[Any, Any, Any], env: Env) -> Runner:
         if limiter is not None:
             await limiter.acquire(priority)
         try:
-            for budget, ask in pairs:
-                if not budget.fits(ask):
-                    refused = budget.refusal(declared, path)
-                    await trio.lowlevel.checkpoint()
-                    return Failure(refused)
-            for budget, ask in pairs:
-                budget.take(ask)
+            refused = _reserve(pairs, declared, path)
+            if refused is not None:
+                await trio.lowlevel.checkpoint()
+                return Failure(refused)
             meter = _Meter()
             token = _METER.set(meter)
             try:
@@ -536,13 +546,10 @@ def _remote_metered(
             await budget.settle_remote(rid, used)
 
     async def run_remote_metered(x: Any, path: str) -> Result[Any, Any]:
-        for budget, ask in pairs:
-            if not budget.fits(ask):
-                refused = budget.refusal(declared, path)
-                await trio.lowlevel.checkpoint()
-                return Failure(refused)
-        for budget, ask in pairs:
-            budget.take(ask)
+        refused = _reserve(pairs, declared, path)
+        if refused is not None:
+            await trio.lowlevel.checkpoint()
+            return Failure(refused)
         held: list[tuple[PostgresBudget, str]] = []
         meter = _Meter()
         started = False
