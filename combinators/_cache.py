@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import abc
 import hashlib
-import json
 import sqlite3
 import threading
 import time
@@ -41,16 +40,11 @@ from returns.result import Failure, Result, Success
 
 from ._exceptions import AgentTypeError, BuildError
 from ._journal import (
-    _PLAIN,
-    _comes_back,
     _converter,
     _decode,
-    _encode,
-    _is_permanent,
     _leaf_info,
     _LeafInfo,
-    _not_restorable,
-    _type_name,
+    _stored,
     _unsupported,
     input_hash,
 )
@@ -344,31 +338,28 @@ def cache_layer(c: Compiler, leaf: Leaf[Any, Any, Any], env: Env, runner: Runner
             emit(EventKind.FAILED, path, node=kind, attempt=attempt, error=result.failure())
 
     async def record(result: Result[Any, Any], key: str, path: str) -> None:
-        match result:
-            case Success(value):
-                ok = True
-                payload = _encode(converter, value, info.out_type, path, "output")
-            case Failure(error) if failures and _is_permanent(error):
-                ok = False
-                data = _encode(converter, error, type(error), path, "permanent error")
-                payload = f'{{"type":{json.dumps(_type_name(type(error)))},"value":{data}}}'
-                value = error
-            case _:
-                return
-        if type(value) not in _PLAIN and not _comes_back(converter, ok, payload, info, value):
-            raise _not_restorable(path, ok, info, value)
+        # The journal's rule, from the journal's own function: a value that
+        # would not come back as itself is refused now, naming the leaf.
+        if isinstance(result, Failure) and not failures:
+            return
+        stored = _stored(converter, result, info, path)
+        if stored is None:
+            return
+        ok, payload = stored
         expires = None if ttl is None else store.clock() + ttl
         await store.put(key, name, version, Entry(ok, payload, expires))
 
     async def lead(x: Any, path: str, key: str, flight: _Flight, slot: tuple[object, str]) -> Result[Any, Any]:
         ended = trio.Event()
+        # Shielded: a cancelled leader stops the call only when no one else
+        # waits for it (``_Flight.leave``).  Made before the call's task
+        # starts, so a leader cancelled before then can still cancel it (a
+        # scope cancelled before it is entered starts cancelled).
+        scope = flight.scope = trio.CancelScope(shield=True)
 
         async def call() -> None:
             try:
-                # Shielded: a cancelled leader stops the call only when no
-                # one else waits for it (``_Flight.leave``).
-                with trio.CancelScope(shield=True) as scope:
-                    flight.scope = scope
+                with scope:
                     result = await runner(x, path)
                     await record(result, key, path)
                     flight.outcome = result

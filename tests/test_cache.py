@@ -198,6 +198,33 @@ async def test_values_that_would_not_come_back_are_refused() -> None:
         await run(keyed.cache(Cache.memory()), 1)
 
 
+async def test_a_plain_value_of_another_type_than_declared_is_refused_not_served() -> None:
+    """Was: stored (plain JSON skipped the check), then every hit raised "expected str, got int 7"."""
+    import json
+
+    def field(text: str) -> str:
+        value: str = json.loads(text)["n"]  # an int in fact: the JSON says 7
+        return value
+
+    cached = pure(field).named("field").cache(Cache.memory())
+    for _ in range(2):  # refused when stored, each time: never a wrong hit
+        with pytest.raises(TypeError, match="field"):
+            await run(cached, '{"n": 7}')
+
+
+async def test_a_leader_cancelled_while_the_store_answers_still_stops_its_call(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Was: the timeout landed during the SQLite read, and the call then ran its full 5 s."""
+    body = Counter(delay=5)
+    leaf = agent(body).cache(Cache.sqlite(str(tmp_path / "c.db"))).timeout(0.001)
+    start = trio.current_time()
+    result = await run(leaf, 4)
+    assert isinstance(result, Failure)
+    assert trio.current_time() - start < 1
+    assert body.calls in ([], [4])
+
+
 def _absolute(x: int) -> int:
     return abs(x)
 
