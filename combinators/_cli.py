@@ -254,7 +254,7 @@ def _run_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
     if args.trace is not None:
         check_writable(args.trace)
     if args.mermaid:
-        stderr.write(to_mermaid(agent))
+        stderr.write(_drawing(agent))
     recorder = Recorder()
     show = not args.no_progress and stderr.isatty()
     progress = _rich_progress(agent, stderr) if show else None
@@ -430,8 +430,16 @@ def _rich_progress(agent: Agent[Any, Any, Any], stream: TextIO) -> Progress | No
         return None
 
 
+def _drawing(agent: Agent[Any, Any, Any]) -> str:
+    """``to_mermaid(agent)``; a tree too deep to draw is bad usage (exit 2), not a crash."""
+    try:
+        return to_mermaid(agent)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+
+
 def _mermaid_command(args: argparse.Namespace, stdout: TextIO) -> int:
-    stdout.write(to_mermaid(load_agent(args.target)))
+    stdout.write(_drawing(load_agent(args.target)))
     return EXIT_OK
 
 

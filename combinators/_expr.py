@@ -896,8 +896,8 @@ class Then(Agent[_In_contra, _Out_co, _Err_co]):
     def _nesting(self) -> int:
         second = self.second
         # A right operand holding a handler is a nested step (_chain.flatten).
-        right = second._depth if _joins(second) else _in_loop(second, (Then,))
-        return max(_in_loop(self.first, (Then,)), right) + 1
+        right = second._depth if _joins(second) else _in_loop(second, _CHAIN_FAMILY)
+        return max(_in_loop(self.first, _CHAIN_FAMILY), right) + 1
 
     def _repr_parts(self) -> list[object]:
         parts: list[object] = ["(", self.first, " >> ", self.second, ")"]
@@ -967,7 +967,9 @@ def _in_loop(node: Agent[Any, Any, Any], family: tuple[type[Any], ...]) -> int:
     An unlabelled ``>>`` inside ``>>``, or a handler/transform around
     another, is walked by the same loop (``_chain.flatten`` when running,
     ``_mermaid`` when drawing): its own level is not one more.  Across the
-    two families compiling still loops but drawing recurses, so it counts.
+    two (``>>`` alternating with handlers) compiling and running still loop
+    and so does the depth; drawing recurses there and refuses such a tree
+    with a clear error past its limit (``to_mermaid``).
     """
     return node._depth - 1 if node.label is None and isinstance(node, family) else node._depth
 
@@ -1015,7 +1017,7 @@ class Transform(Agent[_In_contra, _Out_co, _Err_co]):
         super().__attrs_post_init__()
 
     def _nesting(self) -> int:
-        return _in_loop(self.inner, _STEP_KINDS) + 1
+        return _in_loop(self.inner, _CHAIN_FAMILY) + 1
 
 
 @final
@@ -1033,7 +1035,7 @@ class MapError(Agent[_In_contra, _Out_co, _Err_co]):
         super().__attrs_post_init__()
 
     def _nesting(self) -> int:
-        return _in_loop(self.inner, _STEP_KINDS) + 1
+        return _in_loop(self.inner, _CHAIN_FAMILY) + 1
 
 
 @final
@@ -1052,7 +1054,7 @@ class Fallback(Agent[_In_contra, _Out_co, _Err_co]):
 
     def _nesting(self) -> int:
         # The backup is a nested step; the primary's steps join the loop.
-        return max(_in_loop(self.primary, _STEP_KINDS), self.backup._depth) + 1
+        return max(_in_loop(self.primary, _CHAIN_FAMILY), self.backup._depth) + 1
 
 
 @final
@@ -1070,7 +1072,7 @@ class Recover(Agent[_In_contra, _Out_co, _Err_co]):
         super().__attrs_post_init__()
 
     def _nesting(self) -> int:
-        return _in_loop(self.inner, _STEP_KINDS) + 1
+        return _in_loop(self.inner, _CHAIN_FAMILY) + 1
 
 
 @final
@@ -1152,3 +1154,6 @@ class Budgeted(Agent[_In_contra, _Out_co, _Err_co]):
 
 #: Sequence nodes drawn as one spine (see ``_in_loop``).
 _STEP_KINDS: Final = (Transform, MapError, Recover, Fallback)
+#: Every node ``_chain.flatten`` walks in one loop: nested in each other
+#: they add no level of compiling or running.
+_CHAIN_FAMILY: Final = (Then, *_STEP_KINDS)

@@ -186,7 +186,18 @@ def to_mermaid(agent: Agent[Any, Any, Any], *, direction: str = "LR") -> str:
         msg = f"to_mermaid(): direction must be LR, RL, TB, TD or BT, got {direction!r}"
         raise ValueError(msg)
     graph = MermaidGraph(direction)
-    graph.draw(agent)
+    try:
+        graph.draw(agent)
+    except RecursionError:
+        # Drawing recurses once per level where a ``>>`` chain alternates
+        # with handlers or transforms; running such a tree loops (and the
+        # builder counts it as one level), so only the picture is refused.
+        msg = (
+            f"to_mermaid(): {agent.name!r} nests too deeply to draw: a `>>` chain alternating with "
+            f".transform/.map_error/.recover/.fallback draws one level per step "
+            f"(it builds and runs fine); draw a part of it instead"
+        )
+        raise ValueError(msg) from None
     return graph.text()
 
 

@@ -211,6 +211,14 @@ def test_a_tree_deeper_than_the_limit_is_refused_naming_the_node() -> None:
             t = t.timeout(5)
 
 
+def inc(x: int) -> int:
+    return x + 1
+
+
+def zero(_: object) -> int:
+    return 0
+
+
 def test_chains_and_groups_do_not_count_as_depth() -> None:
     chain: Agent[int, int, Never] = pure(ident)
     for _ in range(5000):
@@ -225,6 +233,27 @@ def test_chains_and_groups_do_not_count_as_depth() -> None:
     assert each(chain).limit(2)._depth <= 5
     assert run_sync(steps, 1) == Success(1)
     assert to_mermaid(steps).count("transform") == 5000
+
+
+@pytest.mark.parametrize("step", ["recover", "transform", "map_error", "fallback"])
+def test_a_chain_alternating_with_handlers_builds_and_runs_at_any_length(step: str) -> None:
+    """Was: refused past about 124 steps, though compiling and running loop over it."""
+    grow: dict[str, Callable[[Agent[int, int, Any]], Agent[int, int, Any]]] = {
+        "recover": lambda x: x.recover(zero) >> pure(inc),
+        "transform": lambda x: (x >> pure(inc)).transform(ident),
+        "map_error": lambda x: x.map_error(ident) >> pure(inc),
+        "fallback": lambda x: x.fallback(pure(inc)) >> pure(inc),
+    }
+    tree: Agent[int, int, Any] = pure(inc)
+    for _ in range(2000):
+        tree = grow[step](tree)
+    recorder = Recorder()
+    assert run_sync(tree, 0, observer=recorder) == Success(2001)
+    assert len(build_report(recorder.events).nodes) > 2000
+    assert tree == tree and pickle.loads(pickle.dumps(tree)) == tree
+    # Drawing recurses there: a clear refusal, never a RecursionError.
+    with pytest.raises(ValueError, match="nests too deeply to draw"):
+        to_mermaid(tree)
 
 
 def test_long_trees_pickle_without_recursion_and_keep_sharing() -> None:
