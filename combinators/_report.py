@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 import attrs
 
 from ._observe import Event, EventKind
-from ._spend import Usage
+from ._spend import Usage, sum_usage
 
 
 class NodeStatus(enum.Enum):
@@ -231,17 +231,21 @@ def build_report(events: Iterable[Event]) -> RunReport:
 
 
 def _add_usage(acc: dict[str, _Acc], charges: list[tuple[str, Usage]]) -> Usage | None:
-    """Add each charge to its node and every ancestor in the report; the run's total."""
-    total: Usage | None = None
+    """Add each charge to its node and every ancestor in the report; the run's total.
+
+    Each node's usage is added exactly and rounded once (``sum_usage``), so
+    the total agrees with ``estimate`` to the last digit.
+    """
+    per_node: dict[str, list[Usage]] = {}
     for path, used in charges:
-        total = used if total is None else total + used
         p: str | None = path
         while p is not None:
-            a = acc.get(p)
-            if a is not None:
-                a.usage = used if a.usage is None else a.usage + used
+            if p in acc:
+                per_node.setdefault(p, []).append(used)
             p = p.rsplit("/", 1)[0] if "/" in p else None
-    return total
+    for p, used_here in per_node.items():
+        acc[p].usage = sum_usage(used_here)
+    return sum_usage(used for _, used in charges)
 
 
 def _tree_order(acc: dict[str, _Acc]) -> list[_Acc]:

@@ -26,7 +26,7 @@ So ``Budget(Usage(cost=5.0))`` limits only cost.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol, TypeVar
@@ -150,6 +150,29 @@ def _add(a: Any, b: Any) -> Any:
     if isinstance(a, float) or isinstance(b, float):
         return float(_exact(a) + _exact(b))
     return a + b
+
+
+def sum_usage(usages: Iterable[Usage]) -> Usage | None:
+    """The sum of ``usages`` added exactly, field by field, and rounded once (None for none).
+
+    ``a + b + c`` rounds a float cost at every step, so a long run's total
+    could drift from what ``estimate`` (which adds exactly) says; reports
+    and totals add this way.
+    """
+    sums: list[Any] = [None] * len(FIELDS)
+    floats = [False] * len(FIELDS)
+    seen = False
+    for usage in usages:
+        seen = True
+        for i, v in enumerate(usage._values()):
+            if v is None:
+                continue
+            floats[i] = floats[i] or isinstance(v, float)
+            sums[i] = _exact(v) if sums[i] is None else sums[i] + _exact(v)
+    if not seen:
+        return None
+    values: list[Any] = [float(v) if is_float and v is not None else v for v, is_float in zip(sums, floats, strict=True)]
+    return Usage(*values)
 
 
 def _exact(v: int | float) -> int | Fraction:
@@ -588,11 +611,8 @@ def budget_of(limit: Usage | Budget, name: str) -> Budget:
 
 
 def total(charges: Iterator[Charge]) -> Usage:
-    """The sum of ``charges``' usage."""
-    out = Usage()
-    for ch in charges:
-        out = out + ch.used
-    return out
+    """The sum of ``charges``' usage (added exactly: :func:`sum_usage`)."""
+    return sum_usage(ch.used for ch in charges) or Usage()
 
 
 __all__ = ["Budget", "Charge", "OverBudget", "Usage", "charge"]

@@ -208,3 +208,23 @@ def test_every_run_is_within_most_and_a_clean_run_is_happy(data: st.DataObject, 
         assert (calls, cost) == (est.happy.calls, Fraction(repr(est.happy.cost)))
     elif nothing_failed:
         assert est.happy.calls is not None and calls <= est.happy.calls
+
+
+def test_the_report_total_agrees_with_estimate_to_the_last_digit() -> None:
+    """Was: ``+`` rounded a float cost at every step, so 52 of 150 runs differed from ``happy``."""
+    import random
+
+    from combinators import Recorder, Usage, build_report, estimate, pure, run_sync
+
+    def same(x: int) -> int:
+        return x
+
+    draw = random.Random(7)
+    for _ in range(20):
+        tree: Any = pure(same).costs(Usage(cost=draw.random() * 3))
+        for _ in range(30):
+            tree = tree >> pure(same).costs(Usage(cost=draw.random() * 3))
+        recorder = Recorder()
+        assert run_sync(tree, 1, observer=recorder) == Success(1)
+        report = build_report(recorder.events)
+        assert report.usage == estimate(tree, 1).happy
