@@ -185,7 +185,7 @@ def each(inner: Agent[_I, _O, _E], /, *, at_most: int | None = None) -> Each[_I,
     ``at_most=n`` states the most elements an input may have, so that
     :func:`estimate` can bound a fan-out over a list known only at run time;
     an input with more is a bug (``ValueError`` once the ``n+1``-th element
-    is pulled, the first ``n`` having started).
+    is pulled; elements not yet started then never start).
 
     >>> from returns.result import Failure, Success
     >>> from combinators import collect, lift, pure, run_sync
@@ -544,6 +544,9 @@ def _each_runner(c: Compiler, node: Each[Any, Any, Any], env: Env, *, keep_going
                 return True
 
             async def one(i: int, item: Any) -> None:
+                # A task per element is spawned before any runs: one whose
+                # scope was cancelled meanwhile (a sibling failed) starts nothing.
+                await trio.lowlevel.checkpoint_if_cancelled()
                 try:
                     result = await inner(item, f"{prefix}{i}]")
                 except Exception as exc:

@@ -594,3 +594,17 @@ async def test_bare_leaves_keep_the_limit_notes_and_results() -> None:
 
     with pytest.raises(TypeError, match=r"each/sloppy\[0\]"):
         await run(each(agent(sloppy)), range(3), max_concurrency=2)
+
+
+async def test_a_fail_fast_each_without_a_limit_starts_no_element_after_the_failure() -> None:
+    """Every element's task is spawned at once; those not yet run when one fails start nothing."""
+    started: list[int] = []
+
+    async def first_fails(x: int) -> Result[int, str]:
+        started.append(x)
+        return Failure("no") if x == 0 else Success(x)
+
+    for _ in range(10):  # trio runs the spawned tasks in a random order
+        started.clear()
+        assert await run(each(agent(first_fails)), range(4)) == Failure("no")
+        assert started[-1] == 0  # nothing started after the failing element

@@ -169,7 +169,8 @@ def test_transform_identity_and_recover_laws(a: Agent[Any, Any, Any], x: int) ->
     assert isinstance(recovered, Success)
     assert elapsed == alone[1]
     if isinstance(alone[0], Success):
-        assert where_free(recovered) == where_free(alone[0])
+        # Up to which of simultaneous failures a recover inside a reported.
+        assert shape(recovered) == shape(alone[0])
     else:
         assert recovered.unwrap()[0] == "recovered"
 
