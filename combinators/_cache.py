@@ -38,14 +38,12 @@ import cattrs
 import trio
 from returns.result import Failure, Result, Success
 
-from ._exceptions import AgentTypeError, BuildError
+from ._exceptions import BuildError
 from ._journal import (
     _converter,
     _decode,
-    _leaf_info,
-    _LeafInfo,
+    _checked_info,
     _stored,
-    _unsupported,
     input_hash,
 )
 from ._observe import ATTEMPT, EventKind, emit
@@ -307,23 +305,12 @@ class _Flight:
             self.scope.cancel()
 
 
-def _storable(info: _LeafInfo, converter: cattrs.Converter, name: str) -> None:
-    problem = _unsupported(converter, info.out_type)
-    if problem is not None:
-        msg = (
-            f"cache: the output of leaf {name!r} ({info.out_type!r}) cannot be stored: {problem}; "
-            f"return an encodable type or register hooks on the cache's converter"
-        )
-        raise AgentTypeError(msg)
-
-
 def cache_layer(c: Compiler, leaf: Leaf[Any, Any, Any], env: Env, runner: Runner) -> Runner:
     """The leaf runner answered from, and recorded into, the leaf's cache."""
     policy: CachePolicy = leaf.cached
     store, ttl, failures = policy.store, policy.ttl, policy.failures
     converter = store.converter
-    info = _leaf_info(leaf)
-    _storable(info, converter, leaf.name)
+    info = _checked_info(leaf, leaf.name, converter, store="cache", errors=failures)
     name, version = info.name, info.version
     observed, kind = c.observed, leaf.kind
     flights = store.flights

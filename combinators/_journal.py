@@ -628,22 +628,28 @@ def _may_be_permanent(tp: Any) -> list[type[Any]]:
     return out
 
 
-def _checked_info(leaf: Leaf[Any, Any, Any], path: str, converter: cattrs.Converter) -> _LeafInfo:
-    """The journal facts of ``leaf``; refuses types the converter cannot structure."""
+def _checked_info(
+    leaf: Leaf[Any, Any, Any], path: str, converter: cattrs.Converter, *, store: str = "journal", errors: bool = True
+) -> _LeafInfo:
+    """The journal facts of ``leaf``; refuses types the converter cannot structure.
+
+    ``store`` names what keeps the values (the journal, a cache) in the
+    message; ``errors`` says whether permanent errors are kept too.
+    """
     info = _leaf_info(leaf)
     problem = _unsupported(converter, info.out_type)
     if problem is not None:
         msg = (
-            f"journal: the output of leaf {path!r} ({info.out_type!r}) cannot be stored: {problem}; "
-            f"return an encodable type or register hooks on the journal's converter"
+            f"{store}: the output of leaf {path!r} ({info.out_type!r}) cannot be stored: {problem}; "
+            f"return an encodable type or register hooks on the {store}'s converter"
         )
         raise AgentTypeError(msg)
-    for perm in _may_be_permanent(info.err_type):
+    for perm in _may_be_permanent(info.err_type) if errors else ():
         problem = _unsupported(converter, perm)
         if problem is not None:
             msg = (
-                f"journal: the permanent error {perm!r} of leaf {path!r} cannot be stored: {problem}; "
-                f"register hooks for it on the journal's converter"
+                f"{store}: the permanent error {perm!r} of leaf {path!r} cannot be stored: {problem}; "
+                f"register hooks for it on the {store}'s converter"
             )
             raise AgentTypeError(msg)
     return info

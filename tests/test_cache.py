@@ -299,3 +299,21 @@ def test_a_second_process_calls_no_cached_leaf_on_postgres(pg_dsn: str, tmp_path
     assert _run_program(pg_dsn, log, version) == "[1, 4, 9]"
     assert _run_program(pg_dsn, log, version) == "[1, 4, 9]"
     assert sorted(log.read_text().split()) == ["1", "2", "3"]
+
+
+class _Opaque:
+    """A class cattrs cannot structure (not attrs, no hooks)."""
+
+    def __init__(self, x: int) -> None:
+        self.x = x
+
+
+async def test_an_output_the_cache_cannot_store_is_refused_naming_the_leaf() -> None:
+    from combinators import AgentTypeError
+
+    @agent
+    async def opaque(x: int) -> Result[_Opaque, str]:
+        return Success(_Opaque(x))
+
+    with pytest.raises(AgentTypeError, match=r"cache: the output of leaf 'opaque' .* cannot be stored"):
+        await run(opaque.cache(Cache.memory()), 1)
