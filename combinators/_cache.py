@@ -44,7 +44,7 @@ from ._journal import (
     _decode,
     _checked_info,
     _stored,
-    input_hash,
+    leaf_input_hash,
 )
 from ._observe import ATTEMPT, EventKind, emit
 
@@ -373,12 +373,7 @@ def cache_layer(c: Compiler, leaf: Leaf[Any, Any, Any], env: Env, runner: Runner
         return flight.outcome
 
     async def run_cached(x: Any, path: str) -> Result[Any, Any]:
-        try:
-            digest = input_hash(converter, x)
-        except Exception as exc:
-            msg = f"cache: cannot hash the input of leaf {path!r} ({type(x).__name__}): {exc}"
-            raise TypeError(msg) from exc
-        key = cache_key(name, version, digest)
+        key = cache_key(name, version, leaf_input_hash(converter, x, "cache", path))
         slot = (trio.lowlevel.current_trio_token(), key)
         while True:
             entry = await store.get(key)

@@ -721,6 +721,18 @@ def input_hash(converter: cattrs.Converter, x: object) -> str:
     return hashlib.sha256(_CANONICAL.encode(data).encode()).hexdigest()
 
 
+def leaf_input_hash(converter: cattrs.Converter, x: object, store: str, path: str) -> str:
+    """:func:`input_hash` for the leaf at ``path``; a ``TypeError`` naming it when ``x`` cannot be hashed.
+
+    ``store`` (the journal, a cache) says what needed the hash.
+    """
+    try:
+        return input_hash(converter, x)
+    except Exception as exc:
+        msg = f"{store}: cannot hash the input of leaf {path!r} ({type(x).__name__}): {safe_message(exc)}"
+        raise TypeError(msg) from exc
+
+
 def idempotency_key(run_id: str, path: str, digest: str) -> str:
     """The stable key of one leaf run: hash of run id, path and input hash."""
     return hashlib.sha256(f"{run_id}\0{path}\0{digest}".encode()).hexdigest()
@@ -1019,11 +1031,7 @@ def journal_layer(session: _Session, converter: cattrs.Converter, infos: dict[in
         lifted = leaf.mode is LeafMode.LIFT
 
         async def run_journaled_leaf(x: Any, path: str) -> Result[Any, Any]:
-            try:
-                digest = input_hash(converter, x)
-            except Exception as exc:
-                msg = f"journal: cannot hash the input of leaf {path!r} ({type(x).__name__}): {safe_message(exc)}"
-                raise TypeError(msg) from exc
+            digest = leaf_input_hash(converter, x, "journal", path)
             key = (path, digest)
             try:
                 got = await session.begin(key, name, version)
