@@ -20,7 +20,8 @@ from typing import Any, Final
 from returns.result import Failure, Result, Success
 
 from ._aio_leaf import is_host_call
-from ._expr import Agent, Fallback, Leaf, LeafMode, MapError, Recover, Then, Transform, _fn_name, node_cache
+from ._expr import Agent, Fallback, Leaf, LeafMode, MapError, Recover, Then, Transform, node_cache
+from ._check import _fn_name
 from ._notes import not_a_result, note_function, note_node
 from ._plan import Compiler, Env, bare_leaf, compiles, segments
 from ._types import Runner

@@ -27,7 +27,8 @@ import trio
 from returns.result import Failure, Result, Success
 
 from ._exceptions import AgentTypeError, BuildError, GaveUp
-from ._expr import _NOT_PARTS, Agent, _fn_name, _require_agent, _require_callable
+from ._expr import _NOT_PARTS, Agent, _require_agent
+from ._check import _fn_name, _require_callable
 from ._notes import note_function
 from ._plan import Compiler, Env, compiles, segments
 from ._types import Runner, _Err_co, _In_contra, _Out_co

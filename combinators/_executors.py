@@ -34,7 +34,8 @@ import trio
 from returns.result import Failure, Result, Success
 
 from ._exceptions import AgentTypeError, BuildError, Crashed
-from ._expr import Agent, Leaf, LeafMode, _fn_name
+from ._expr import Agent, Leaf, LeafMode
+from ._check import _fn_name
 from ._notes import note_node
 from ._plan import Compiler, Env, compiles, segments
 from ._types import _E, _I, _O, Runner, _Err_co, _In_contra, _Out_co

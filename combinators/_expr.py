@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import enum
 import inspect
-import math
 from datetime import timedelta
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import (
@@ -33,38 +32,21 @@ from typing import (
 import attrs
 from returns.result import Result
 
+from ._check import _check_name, _count, _fn_name, _real, _require_callable, _seconds, _show
 from ._exceptions import AgentTypeError, BuildError, Crashed, TimedOut
+from ._limits import Priority as Priority
+from ._limits import PriorityLimiter, StartWindow
+from ._retry import Backoff
 from ._types import _E, _E2, _O, _O2, _Err_co, _I, _In_contra, _Out_co, _Ts
 
 if TYPE_CHECKING:
     from ._cache import Cache
     from ._executors import Executor
-    from ._limits import PriorityLimiter, StartWindow
-    from ._retry import Backoff
     from ._spend import Budget, OverBudget, Usage
 
 _K = TypeVar("_K")
 _Res = TypeVar("_Res")  # Parallel's tuple of per-operand Result types (invariant)
 _Rs = TypeVarTuple("_Rs")
-
-
-class Priority(enum.IntEnum):
-    """Order of admission when leaves wait for the same limiter (higher first)."""
-
-    LOW = 0
-    NORMAL = 1
-    HIGH = 2
-    CRITICAL = 3
-
-
-def _check_name(name: object, what: str) -> str:
-    if not isinstance(name, str) or not name:
-        msg = f"{what}: a node name must be a non-empty string, got {name!r}"
-        raise BuildError(msg)
-    if "/" in name:
-        msg = f"{what}: node name {name!r} may not contain '/', which separates node paths"
-        raise BuildError(msg)
-    return name
 
 
 def _require_agent(value: object, role: str, node: Agent[Any, Any, Any] | None) -> None:
@@ -75,65 +57,6 @@ def _require_agent(value: object, role: str, node: Agent[Any, Any, Any] | None) 
             hint = "; wrap a function with agent(), lift() or pure() first"
         msg = f"{role} must be an Agent, got {type(value).__name__} {value!r}{where}{hint}"
         raise AgentTypeError(msg)
-
-
-def _show(value: object) -> str:
-    """``repr(value)`` cut to a line for an error message; never fails (an int too long to print)."""
-    try:
-        text = repr(value)
-    except Exception:  # noqa: BLE001 - ValueError for ints past sys.get_int_max_str_digits
-        if isinstance(value, int):
-            return f"an int of {value.bit_length()} bits"
-        return f"a {type(value).__name__}"
-    return text if len(text) <= 60 else f"{text[:40]}... ({len(text)} characters)"
-
-
-def _real(value: object, where: str, what: str, *, bound: str) -> float:
-    """``value`` as a finite float, or a ``BuildError`` naming ``where`` and ``what``.
-
-    ``bool`` is refused (``True`` is no count or duration), and so are ints
-    too large for a float, ``inf`` and ``nan``; ``bound`` is the rest of the
-    rule, for the message (``"> 0"``).
-    """
-    number: float | None = None
-    if not isinstance(value, bool) and isinstance(value, int | float):
-        try:
-            number = float(value)
-        except OverflowError:
-            number = None
-    if number is None or not math.isfinite(number):
-        msg = f"{where}: {what} must be a finite number {bound}, got {_show(value)}"
-        raise BuildError(msg)
-    return number
-
-
-def _seconds(value: object, where: str, what: str) -> float:
-    """``value`` as seconds of trio time: a finite number or a ``timedelta``, > 0.
-
-    Refuses anything else (``True``, ``inf``, ``nan``, an int too large for
-    a float) with a ``BuildError`` naming ``where``.
-    """
-    if isinstance(value, timedelta):
-        value = value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        msg = f"{where}: {what} must be a number of seconds or a timedelta > 0, got {_show(value)}"
-        raise BuildError(msg)
-    seconds = _real(value, where, what, bound="of seconds > 0")
-    if not seconds > 0:
-        msg = f"{where}: {what} must be a number of seconds or a timedelta > 0, got {_show(value)}"
-        raise BuildError(msg)
-    return seconds
-
-
-def _count(value: object, where: str, what: str, *, minimum: int = 1, alternative: str = "") -> int:
-    """``value`` as a whole number ``>= minimum``, or a ``BuildError`` (``bool`` refused).
-
-    ``alternative`` names what else the argument may be, for the message.
-    """
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        msg = f"{where}: {what} must be an int >= {minimum}, got {_show(value)}{alternative}"
-        raise BuildError(msg)
-    return value
 
 
 #: Fields that are bookkeeping, not what a node is made of.
@@ -463,8 +386,6 @@ class Agent(Generic[_In_contra, _Out_co, _Err_co]):
         whole (trio-time) span of attempts and waits.  An error with a
         ``retry_after`` attribute waits at least that long.
         """
-        from ._retry import Backoff
-
         where = f"{self.name}.retry()"
         _count(times, where, "times", minimum=0)
         if backoff is not None and not isinstance(backoff, Backoff):
@@ -489,8 +410,6 @@ class Agent(Generic[_In_contra, _Out_co, _Err_co]):
         <Success: HI>
         """
         if not isinstance(n, int):
-            from ._limits import PriorityLimiter
-
             if isinstance(n, PriorityLimiter):
                 return Limit(self, n.total, n)
         return Limit(self, _count(n, f"{self.name}.limit()", "n", alternative="; or pass a PriorityLimiter, to share one"))
@@ -536,8 +455,6 @@ class Agent(Generic[_In_contra, _Out_co, _Err_co]):
         """
         where = f"{self.name}.rate()"
         if not isinstance(calls, int | float):
-            from ._limits import StartWindow
-
             if isinstance(calls, StartWindow):
                 if per is not None:
                     msg = f"{where}: a shared StartWindow has its own period; drop per={per!r}"
@@ -708,19 +625,6 @@ def _unpickle_tree(table: tuple[tuple[type[Any], tuple[object, ...]], ...]) -> A
         object.__setattr__(node, "_hash", _structural_hash(node))
         made.append(node)
     return made[-1]
-
-
-def _require_callable(f: object, where: str) -> None:
-    if not callable(f):
-        msg = f"{where}: expected a function, got {type(f).__name__} {f!r}"
-        raise AgentTypeError(msg)
-
-
-def _fn_name(fn: object) -> str:
-    name = getattr(fn, "__name__", None)
-    if isinstance(name, str) and name and name != "<lambda>":
-        return name.replace("/", "_")
-    return type(fn).__name__ if not inspect.isfunction(fn) else "lambda"
 
 
 # --------------------------------------------------------------------------

@@ -45,7 +45,8 @@ from returns.result import Failure, Result, Success
 
 from ._chain import _CHAIN_KINDS, chain_parts
 from ._exceptions import AgentTypeError, BuildError, Crashed
-from ._expr import Agent, Leaf, LeafMode, _fn_name
+from ._expr import Agent, Leaf, LeafMode
+from ._check import _fn_name
 from ._observe import ATTEMPT, EventKind, emit
 from ._plan import Compiler, Env, LeafLayer, segments
 from ._types import Runner

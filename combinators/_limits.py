@@ -33,10 +33,22 @@ import weakref
 from collections.abc import Callable
 from typing import Any, Final, Protocol
 
+import enum
+
 import attrs
 import trio
 
-from ._expr import Priority, _count, _show
+from ._check import _count, _show
+
+
+class Priority(enum.IntEnum):
+    """Order of admission when leaves wait for the same limiter (higher first)."""
+
+    LOW = 0
+    NORMAL = 1
+    HIGH = 2
+    CRITICAL = 3
+
 
 DEFAULT_AGING: Final = 64
 

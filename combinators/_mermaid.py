@@ -36,8 +36,8 @@ from ._expr import (
     Then,
     Timeout,
     Transform,
-    _fn_name,
 )
+from ._check import _fn_name
 
 Shape = Literal["box", "round", "stadium", "hexagon", "parallelogram", "circle", "diamond"]
 EdgeStyle = Literal["solid", "dotted", "thick"]

@@ -7,7 +7,7 @@ to a combinator, propagates as itself; these add the node path it came from
 
 from __future__ import annotations
 
-from ._expr import _fn_name
+from ._check import _fn_name
 
 _PREFIX = "combinators:"
 _WHERE = f"{_PREFIX} raised"  # other notes (a remote traceback) do not count

@@ -13,7 +13,7 @@ from typing import Protocol, runtime_checkable
 import attrs
 
 from ._exceptions import BuildError
-from ._expr import _real, _show
+from ._check import _real, _show
 
 
 @runtime_checkable

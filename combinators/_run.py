@@ -40,10 +40,9 @@ from ._expr import (
     Rate,
     Retry,
     Timeout,
-    _fn_name,
-    _show,
     node_cache,
 )
+from ._check import _fn_name, _show
 from . import _chain as _chain  # registers the sequence rules
 from ._aio_leaf import is_host_call, needs_host
 from ._limits import Admission, PriorityLimiter, SharedLimiter, SharedWindow, StartWindow, as_weight

@@ -52,7 +52,8 @@ from returns.result import Failure, Result, Success
 
 from ._cancel import keep_first_crash, open_nursery
 from ._exceptions import AgentTypeError, BuildError, CycleError
-from ._expr import Agent, _check_name, _require_agent
+from ._expr import Agent, _require_agent
+from ._check import _check_name
 from ._plan import Compiler, Env, compiles, segments
 from ._types import Runner
 

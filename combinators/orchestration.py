@@ -74,8 +74,9 @@ from returns.result import Failure, Result, Success
 
 from ._cancel import keep_first_crash
 from ._exceptions import AgentTypeError, AllFailed, BuildError, CycleError, NoMajority, TimedOut
-from ._expr import Agent, Priority, _check_name, _require_agent, agent, pure, succeed
-from ._expr import _seconds as _positive_seconds
+from ._expr import Agent, Priority, _require_agent, agent, pure, succeed
+from ._check import _check_name
+from ._check import _seconds as _positive_seconds
 from ._fanout import Confident, HasConfidence, Stop as _Stop, TaskPool, average_confidence, collect, first_success, vote
 from ._run import run
 from ._stream import serve
