@@ -26,7 +26,6 @@ Layering (dependencies point one way):
 from __future__ import annotations
 
 from ._cache import Cache as Cache
-from ._control import NoBranch as NoBranch
 from ._control import repeat as repeat
 from ._control import switch as switch
 from ._control import when as when
@@ -35,12 +34,25 @@ from ._exceptions import AllFailed as AllFailed
 from ._exceptions import BuildError as BuildError
 from ._exceptions import Crashed as Crashed
 from ._exceptions import CycleError as CycleError
+from ._exceptions import ForeignException as ForeignException
 from ._exceptions import GaveUp as GaveUp
+from ._exceptions import JournalCorrupt as JournalCorrupt
+from ._exceptions import JournalMismatch as JournalMismatch
+from ._exceptions import JournalWriteError as JournalWriteError
+from ._exceptions import NoBranch as NoBranch
+from ._exceptions import NodeCancelled as NodeCancelled
+from ._exceptions import NodeFailed as NodeFailed
+from ._exceptions import NodeOutcome as NodeOutcome
+from ._exceptions import NodeSkipped as NodeSkipped
+from ._exceptions import NodeSucceeded as NodeSucceeded
 from ._exceptions import NoMajority as NoMajority
+from ._exceptions import OverBudget as OverBudget
+from ._exceptions import RemoteError as RemoteError
 from ._exceptions import TimedOut as TimedOut
+from ._exceptions import Usage as Usage
+from ._exceptions import WorkflowFailed as WorkflowFailed
 from ._executors import Executor as Executor
 from ._executors import ProcessPool as ProcessPool
-from ._executors import RemoteError as RemoteError
 from ._executors import in_task as in_task
 from ._executors import processes as processes
 from ._executors import remote_traceback as remote_traceback
@@ -50,9 +62,7 @@ from ._estimate import Unbounded as Unbounded
 from ._estimate import estimate as estimate
 from ._spend import Budget as Budget
 from ._spend import Charge as Charge
-from ._spend import OverBudget as OverBudget
 from ._spend import SpendLimit as SpendLimit
-from ._spend import Usage as Usage
 from ._spend import charge as charge
 from ._expr import Parallel as Parallel
 from ._expr import Priority as Priority
@@ -71,13 +81,9 @@ from ._fanout import collect as collect
 from ._fanout import each as each
 from ._fanout import first_success as first_success
 from ._fanout import vote as vote
-from ._json import ForeignException as ForeignException
 from ._json import converter as converter
 from ._journal import Journal as Journal
-from ._journal import JournalCorrupt as JournalCorrupt
-from ._journal import JournalMismatch as JournalMismatch
 from ._journal import JournalRecord as JournalRecord
-from ._journal import JournalWriteError as JournalWriteError
 from ._journal import LeafContext as LeafContext
 from ._journal import Permanent as Permanent
 from ._journal import current_leaf as current_leaf
@@ -107,14 +113,8 @@ from ._stream import Outcomes as Outcomes
 from ._stream import stream as stream
 from ._trace import trace_events as trace_events
 from ._trace import write_trace as write_trace
-from ._workflow import Node as Node
-from ._workflow import NodeCancelled as NodeCancelled
-from ._workflow import NodeFailed as NodeFailed
-from ._workflow import NodeOutcome as NodeOutcome
-from ._workflow import NodeSkipped as NodeSkipped
-from ._workflow import NodeSucceeded as NodeSucceeded
+from ._handles import Node as Node
 from ._workflow import Workflow as Workflow
-from ._workflow import WorkflowFailed as WorkflowFailed
 from ._workflow import WorkflowResult as WorkflowResult
 
 __all__ = [

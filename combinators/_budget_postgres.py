@@ -28,7 +28,8 @@ from typing import Any
 import trio
 
 from ._exceptions import BuildError
-from ._spend import FIELDS, Budget, OverBudget, Usage, _exact
+from ._exceptions import FIELDS, OverBudget, Usage, _exact
+from ._spend import Budget
 
 try:
     import psycopg

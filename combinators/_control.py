@@ -27,6 +27,7 @@ import trio
 from returns.result import Failure, Result, Success
 
 from ._exceptions import AgentTypeError, BuildError, GaveUp
+from ._exceptions import NoBranch as NoBranch
 from ._expr import _NOT_PARTS, Agent, _require_agent
 from ._check import _fn_name, _require_callable
 from ._notes import note_function
@@ -42,14 +43,6 @@ _E = TypeVar("_E")
 _E2 = TypeVar("_E2")
 _K = TypeVar("_K", bound=Hashable)
 _S = TypeVar("_S")
-
-
-@attrs.frozen
-class NoBranch:
-    """A ``switch`` at ``path`` got a key with no branch and had no default."""
-
-    key: Any
-    path: str
 
 
 # --------------------------------------------------------------------------

@@ -43,7 +43,8 @@ from ._expr import (
     Transform,
 )
 from ._plan import segments
-from ._spend import FIELDS, Budget, Usage, _exact
+from ._exceptions import FIELDS, Usage, _exact
+from ._spend import Budget
 
 _I = TypeVar("_I")
 

@@ -23,13 +23,20 @@ Two channels (STYLE.md, "Errors"):
 
 from __future__ import annotations
 
-from collections.abc import Hashable
-from typing import Any, Generic, TypeVar
+import functools
+from collections.abc import Hashable, Iterable
+from fractions import Fraction
+from typing import Any, Final, Generic, TypeAlias, TypeVar, final
 
 import attrs
 
+from ._handles import Node, _key_name
+
 _E_co = TypeVar("_E_co", covariant=True)
 _S_co = TypeVar("_S_co", covariant=True)
+_T_co = TypeVar("_T_co", covariant=True)
+_E = TypeVar("_E")
+_T = TypeVar("_T")
 
 
 @attrs.frozen
@@ -106,3 +113,370 @@ class CycleError(BuildError):
         self.cycle = cycle
         text = " -> ".join(str(n) for n in cycle)
         super().__init__(f"workflow has a dependency cycle: {text}")
+
+
+@attrs.frozen
+class NoBranch:
+    """A ``switch`` at ``path`` got a key with no branch and had no default."""
+
+    key: Any
+    path: str
+
+
+# --------------------------------------------------------------------------
+# A workflow's outcomes
+
+
+@final
+@attrs.frozen
+class NodeSucceeded(Generic[_T_co]):
+    """The node ran and succeeded with ``value``."""
+
+    value: _T_co
+
+
+@final
+@attrs.frozen
+class NodeFailed(Generic[_E_co]):
+    """The node ran and failed with the error value ``error``."""
+
+    error: _E_co
+
+
+@final
+@attrs.frozen
+class NodeSkipped:
+    """The node never ran: its dependency ``because`` did not succeed.
+
+    ``because`` is the direct dependency whose failure (or skip) reached this
+    node first; follow the chain of ``because`` to find the failed node.
+    """
+
+    because: str
+
+
+@final
+@attrs.frozen
+class NodeCancelled:
+    """The workflow was cancelled (``on_failure="cancel"``) before this node finished.
+
+    ``started`` tells whether it was running (True) or still waiting for its
+    dependencies (False).
+    """
+
+    started: bool
+
+
+NodeOutcome: TypeAlias = NodeSucceeded[object] | NodeFailed[_E] | NodeSkipped | NodeCancelled
+
+
+@final
+@attrs.frozen
+class WorkflowFailed(Generic[_E_co]):
+    """A workflow where some node did not succeed: every node's outcome, nothing lost.
+
+    ``outcomes`` holds, for each node in the order added, a
+    :class:`NodeSucceeded`, :class:`NodeFailed`, :class:`NodeSkipped` or
+    :class:`NodeCancelled`.  ``first`` names the node whose failure came
+    first in trio time.
+    """
+
+    items: tuple[tuple[str, NodeOutcome[_E_co]], ...]
+    first: str
+    _index: dict[str, int] = attrs.field(init=False, eq=False, hash=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "_index", {name: i for i, (name, _) in enumerate(self.items)})
+
+    @property
+    def outcomes(self) -> dict[str, NodeOutcome[_E_co]]:
+        """``{name: outcome}`` for every node."""
+        return dict(self.items)
+
+    @property
+    def errors(self) -> dict[str, _E_co]:
+        """``{name: error}`` for the nodes that failed."""
+        return {name: o.error for name, o in self.items if isinstance(o, NodeFailed)}
+
+    @property
+    def error(self) -> _E_co:
+        """The error of the node that failed first."""
+        outcome = self.outcome(self.first)
+        assert isinstance(outcome, NodeFailed)
+        return outcome.error
+
+    def outcome(self, key: Node[Any] | str) -> NodeOutcome[_E_co]:
+        """The outcome of one node."""
+        name = _key_name(key, "WorkflowFailed.outcome()")
+        i = self._index.get(name)
+        if i is None:
+            msg = f"workflow has no node {name!r}"
+            raise KeyError(msg)
+        return self.items[i][1]
+
+    def value(self, key: Node[_T]) -> _T:
+        """The output of a node that succeeded; ``LookupError`` if it did not."""
+        outcome = self.outcome(key)
+        if not isinstance(outcome, NodeSucceeded):
+            msg = f"workflow node {key.name!r} did not succeed: {outcome!r}"
+            raise LookupError(msg)
+        return outcome.value  # type: ignore[return-value]  # the handle carries the type
+
+    def __str__(self) -> str:
+        bad = [f"{name}: {o!r}" for name, o in self.items if not isinstance(o, NodeSucceeded)]
+        return f"workflow failed (first: {self.first!r}); " + ", ".join(bad)
+
+
+# --------------------------------------------------------------------------
+# Spend: the amounts an OverBudget reports.  Usage lives here, with the
+# error that carries it: Usage's checks raise BuildError and its
+# ``_refusal`` names OverBudget, so the three refer to each other.
+
+
+#: The fields of a :class:`Usage`, in order.
+FIELDS: Final = ("calls", "input_tokens", "output_tokens", "cost")
+
+
+def _count(name: str) -> Any:
+    def check(inst: object, attribute: object, value: object) -> None:
+        if value is None:
+            return
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            msg = f"Usage: {name} must be an int >= 0 or None, got {value!r}"
+            raise BuildError(msg)
+
+    return check
+
+
+def _to_cost(value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0 or value == float("inf"):
+        msg = f"Usage: cost must be a finite number >= 0 or None, got {value!r}"
+        raise BuildError(msg)
+    return float(value)
+
+
+@attrs.frozen
+class Usage:
+    """Calls, tokens and cost (in the user's own unit) used or allowed.
+
+    ``None`` means the field is not counted: zero in an amount, unlimited in
+    a limit.  Usages add field by field (``None + None`` stays ``None``), and
+    ``a.fits(limit)`` compares them field by field (``a <= limit`` too).
+
+    >>> a = Usage(calls=1, cost=0.25) + Usage(calls=1, input_tokens=300, cost=0.5)
+    >>> a
+    Usage(calls=2, input_tokens=300, output_tokens=None, cost=0.75)
+    >>> a.fits(Usage(cost=1.0)), a <= Usage(calls=1)
+    (True, False)
+    """
+
+    calls: int | None = attrs.field(default=None, validator=_count("calls"))
+    input_tokens: int | None = attrs.field(default=None, validator=_count("input_tokens"))
+    output_tokens: int | None = attrs.field(default=None, validator=_count("output_tokens"))
+    cost: float | None = attrs.field(default=None, converter=_to_cost)
+
+    def __add__(self, other: Usage) -> Usage:
+        if not isinstance(other, Usage):
+            return NotImplemented
+        return Usage(*(_add(a, b) for a, b in zip(self._values(), other._values(), strict=True)))
+
+    def scaled(self, n: int) -> Usage:
+        """This usage ``n`` times over (``n`` calls of one leaf)."""
+        return Usage(*(None if v is None else v * n for v in self._values()))
+
+    def fits(self, limit: Usage) -> bool:
+        """Is every field that ``limit`` sets at most its limit here (unset here: zero)?"""
+        return all(
+            lim is None or _exact(v or 0) <= _exact(lim)
+            for v, lim in zip(self._values(), limit._values(), strict=True)
+        )
+
+    def __le__(self, other: Usage) -> bool:
+        if not isinstance(other, Usage):
+            return NotImplemented
+        return self.fits(other)
+
+    def exceeds(self, declared: Usage | None) -> tuple[str, ...]:
+        """The fields where this amount is more than ``declared`` (unset: zero)."""
+        base = declared._values() if declared is not None else (None,) * len(FIELDS)
+        return tuple(
+            f
+            for f, v, d in zip(FIELDS, self._values(), base, strict=True)
+            if _exact(v or 0) > _exact(d or 0)
+        )
+
+    def set_fields(self) -> tuple[str, ...]:
+        """The names of the fields that are not ``None``."""
+        return tuple(f for f, v in zip(FIELDS, self._values(), strict=True) if v is not None)
+
+    def _values(self) -> tuple[Any, ...]:
+        return (self.calls, self.input_tokens, self.output_tokens, self.cost)
+
+    def _refusal(self) -> OverBudget:
+        """The error a budget of this limit adds (for typing ``run(budget=)``; see ``SpendLimit``)."""
+        return OverBudget("budget", self, Usage(), Usage(), Usage())
+
+
+def _add(a: Any, b: Any) -> Any:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    if isinstance(a, float) or isinstance(b, float):
+        return float(_exact(a) + _exact(b))
+    return a + b
+
+
+def sum_usage(usages: Iterable[Usage]) -> Usage | None:
+    """The sum of ``usages`` added exactly, field by field, and rounded once (None for none).
+
+    ``a + b + c`` rounds a float cost at every step, so a long run's total
+    could drift from what ``estimate`` (which adds exactly) says; reports
+    and totals add this way.
+    """
+    sums: list[Any] = [None] * len(FIELDS)
+    floats = [False] * len(FIELDS)
+    seen = False
+    for usage in usages:
+        seen = True
+        for i, v in enumerate(usage._values()):
+            if v is None:
+                continue
+            floats[i] = floats[i] or isinstance(v, float)
+            sums[i] = _exact(v) if sums[i] is None else sums[i] + _exact(v)
+    if not seen:
+        return None
+    values: list[Any] = [float(v) if is_float and v is not None else v for v, is_float in zip(sums, floats, strict=True)]
+    return Usage(*values)
+
+
+def _exact(v: int | float) -> int | Fraction:
+    return v if type(v) is int else _decimal(v)
+
+
+#: Costs are counted in units of 10**-12 inside budgets: integers (fast,
+#: exact) for costs with up to 12 decimals, a ``Fraction`` of units beyond.
+_COST_UNITS: Final = 10**12
+
+
+def _units(v: int | float, index: int) -> int | Fraction:
+    """An amount of field ``index`` in a budget's exact units."""
+    if index != 3:
+        return int(v)
+    return _cost_units(float(v))
+
+
+@functools.lru_cache(maxsize=4096)
+def _cost_units(v: float) -> int | Fraction:
+    q = _decimal(v) * _COST_UNITS
+    return q.numerator if q.denominator == 1 else q
+
+
+@functools.lru_cache(maxsize=4096)
+def _decimal(v: float) -> Fraction:
+    """The exact number ``v`` was written as (``0.1`` is one tenth), not its binary neighbour."""
+    return Fraction(repr(v))
+
+
+@attrs.frozen
+class OverBudget:
+    """A leaf did not start: its declared usage did not fit in ``budget``.
+
+    ``spent`` is what the budget's finished calls used, ``reserved`` what the
+    calls running now may still use, ``asked`` what this leaf declared; the
+    leaf at ``path`` would have put some field of ``spent + reserved +
+    asked`` over ``limit``.
+    """
+
+    budget: str
+    limit: Usage
+    spent: Usage
+    reserved: Usage
+    asked: Usage
+    path: str = ""
+
+
+# --------------------------------------------------------------------------
+# Journal, executors, JSON
+
+
+class JournalMismatch(BuildError):
+    """The tree given for a run id is not the tree the journal recorded.
+
+    ``path`` names the first node that differs (in the order ``walk()``
+    visits nodes).  Start a new run id, or restore the tree, to go on.
+    """
+
+    def __init__(self, run_id: str, path: str, detail: str) -> None:
+        self.run_id = run_id
+        self.path = path
+        super().__init__(
+            f"journal run {run_id!r} was recorded with a different tree: node {path!r} {detail}; "
+            f"resume it with the tree it was started with, or use a new run_id"
+        )
+
+
+class JournalCorrupt(ValueError):
+    """A stored record cannot be read back as its leaf declares it.
+
+    Raised when a resumed run meets a record that was changed by hand or
+    written by an incompatible version of the leaf; names the leaf and the
+    run.  Start a new run id (or delete the run's records) to go on.
+    """
+
+    def __init__(self, run_id: str, path: str, detail: str) -> None:
+        self.run_id = run_id
+        self.path = path
+        super().__init__(
+            f"journal run {run_id!r}: the record of leaf {path!r} cannot be read back: {detail}; "
+            f"the journal was changed outside combinators or by another version of the leaf: "
+            f"use a new run_id"
+        )
+
+
+class JournalWriteError(RuntimeError):
+    """The journal's database refused one leaf's record (or its claim to start).
+
+    Names the run and the leaf; the other records of the same batch are
+    kept (a failed batch is written again record by record).  The cause is
+    the database's own error.
+    """
+
+    def __init__(self, run_id: str, path: str, detail: str, *, action: str = "record") -> None:
+        self.run_id = run_id
+        self.path = path
+        super().__init__(f"journal run {run_id!r}: cannot {action} leaf {path!r}: {detail}")
+
+
+class RemoteError(Exception):
+    """Stands in for an exception raised in a worker that could not be pickled back.
+
+    ``type_name`` is the qualified name of the original class; the message is
+    its ``str``; the remote traceback is kept as for any remote exception.
+    """
+
+    def __init__(self, type_name: str, message: str) -> None:
+        super().__init__(type_name, message)
+        self.type_name = type_name
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.type_name}: {self.message}"
+
+
+class ForeignException(Exception):
+    """An exception rebuilt from JSON whose class is not available here.
+
+    ``type_name`` and ``module`` name the original class; ``args`` are
+    the original arguments (or its message).
+    """
+
+    def __init__(self, type_name: str, module: str, *args: object) -> None:
+        super().__init__(*args)
+        self.type_name = type_name
+        self.module = module
+
+    def __str__(self) -> str:
+        return f"{self.type_name}: {super().__str__()}"

@@ -34,6 +34,7 @@ import trio
 from returns.result import Failure, Result, Success
 
 from ._exceptions import AgentTypeError, BuildError, Crashed
+from ._exceptions import RemoteError as RemoteError
 from ._expr import Agent, Leaf, LeafMode
 from ._check import _fn_name
 from ._notes import note_node
@@ -74,22 +75,6 @@ class Executor(Protocol):
 
 # --------------------------------------------------------------------------
 # The worker side: shared by processes and Ray
-
-
-class RemoteError(Exception):
-    """Stands in for an exception raised in a worker that could not be pickled back.
-
-    ``type_name`` is the qualified name of the original class; the message is
-    its ``str``; the remote traceback is kept as for any remote exception.
-    """
-
-    def __init__(self, type_name: str, message: str) -> None:
-        super().__init__(type_name, message)
-        self.type_name = type_name
-        self.message = message
-
-    def __str__(self) -> str:
-        return f"{self.type_name}: {self.message}"
 
 
 def call_in_worker(fn: Callable[[_T], _R], x: _T) -> tuple[bool, Any, str]:

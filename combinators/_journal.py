@@ -45,6 +45,9 @@ from returns.result import Failure, Result, Success
 
 from ._chain import _CHAIN_KINDS, chain_parts
 from ._exceptions import AgentTypeError, BuildError, Crashed
+from ._exceptions import JournalCorrupt as JournalCorrupt
+from ._exceptions import JournalMismatch as JournalMismatch
+from ._exceptions import JournalWriteError as JournalWriteError
 from ._expr import Agent, Leaf, LeafMode
 from ._check import _fn_name
 from ._observe import ATTEMPT, EventKind, emit
@@ -69,22 +72,6 @@ FORMAT: Final = 2
 
 # --------------------------------------------------------------------------
 # Public values
-
-
-class JournalMismatch(BuildError):
-    """The tree given for a run id is not the tree the journal recorded.
-
-    ``path`` names the first node that differs (in the order ``walk()``
-    visits nodes).  Start a new run id, or restore the tree, to go on.
-    """
-
-    def __init__(self, run_id: str, path: str, detail: str) -> None:
-        self.run_id = run_id
-        self.path = path
-        super().__init__(
-            f"journal run {run_id!r} was recorded with a different tree: node {path!r} {detail}; "
-            f"resume it with the tree it was started with, or use a new run_id"
-        )
 
 
 @attrs.frozen
@@ -793,24 +780,6 @@ def safe_message(exc: BaseException) -> str:
     return text if len(text) <= 300 else f"{text[:297]}..."
 
 
-class JournalCorrupt(ValueError):
-    """A stored record cannot be read back as its leaf declares it.
-
-    Raised when a resumed run meets a record that was changed by hand or
-    written by an incompatible version of the leaf; names the leaf and the
-    run.  Start a new run id (or delete the run's records) to go on.
-    """
-
-    def __init__(self, run_id: str, path: str, detail: str) -> None:
-        self.run_id = run_id
-        self.path = path
-        super().__init__(
-            f"journal run {run_id!r}: the record of leaf {path!r} cannot be read back: {detail}; "
-            f"the journal was changed outside combinators or by another version of the leaf: "
-            f"use a new run_id"
-        )
-
-
 def _replay(converter: cattrs.Converter, record: _Record, info: _LeafInfo, path: str, run_id: str) -> Result[Any, Any]:
     if record.name != info.name or record.version != info.version:
         raise JournalMismatch(
@@ -1005,20 +974,6 @@ def _stored(converter: cattrs.Converter, result: Result[Any, Any], info: _LeafIn
     if not _comes_back(converter, ok, payload, info, value):
         raise _not_restorable(path, ok, info, value)
     return ok, payload
-
-
-class JournalWriteError(RuntimeError):
-    """The journal's database refused one leaf's record (or its claim to start).
-
-    Names the run and the leaf; the other records of the same batch are
-    kept (a failed batch is written again record by record).  The cause is
-    the database's own error.
-    """
-
-    def __init__(self, run_id: str, path: str, detail: str, *, action: str = "record") -> None:
-        self.run_id = run_id
-        self.path = path
-        super().__init__(f"journal run {run_id!r}: cannot {action} leaf {path!r}: {detail}")
 
 
 def journal_layer(session: _Session, converter: cattrs.Converter, infos: dict[int, _LeafInfo]) -> LeafLayer:

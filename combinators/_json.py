@@ -57,19 +57,19 @@ import cattrs
 from cattrs.gen import make_dict_unstructure_fn
 from returns.result import Failure, Result, Success
 
-from ._control import NoBranch
-from ._exceptions import AllFailed, Crashed, GaveUp, NoMajority, TimedOut
+from ._exceptions import AllFailed, Crashed, GaveUp, NoBranch, NoMajority, TimedOut
+from ._exceptions import ForeignException as ForeignException
 from ._fanout import Confident
 from ._observe import Event, EventKind
-from ._workflow import (
+from ._exceptions import (
     NodeCancelled,
     NodeFailed,
     NodeOutcome,
     NodeSkipped,
     NodeSucceeded,
     WorkflowFailed,
-    WorkflowResult,
 )
+from ._workflow import WorkflowResult
 
 __all__ = ["ForeignException", "converter", "error_message", "json_data", "type_name"]
 
@@ -99,22 +99,6 @@ class _UnknownError:
     """Stands for an error type not known when structuring (``Any``, a bare
     generic): the library's tagged error values and exceptions are rebuilt,
     anything else stays its JSON form."""
-
-
-class ForeignException(Exception):
-    """An exception rebuilt from JSON whose class is not available here.
-
-    ``type_name`` and ``module`` name the original class; ``args`` are
-    the original arguments (or its message).
-    """
-
-    def __init__(self, type_name: str, module: str, *args: object) -> None:
-        super().__init__(*args)
-        self.type_name = type_name
-        self.module = module
-
-    def __str__(self) -> str:
-        return f"{self.type_name}: {super().__str__()}"
 
 
 def _json_scalar(value: object) -> bool:

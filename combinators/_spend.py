@@ -35,7 +35,11 @@ import attrs
 import trio
 from returns.result import Failure, Result
 
-from ._exceptions import BuildError
+from ._exceptions import _COST_UNITS, BuildError, _exact, _units
+from ._exceptions import FIELDS as FIELDS
+from ._exceptions import OverBudget as OverBudget
+from ._exceptions import Usage as Usage
+from ._exceptions import sum_usage as sum_usage
 
 if TYPE_CHECKING:
     from ._budget_postgres import PostgresBudget
@@ -56,173 +60,8 @@ class SpendLimit(Protocol[_OB_co]):
     def _refusal(self) -> _OB_co: ...
 
 
-#: The fields of a :class:`Usage`, in order.
-FIELDS: Final = ("calls", "input_tokens", "output_tokens", "cost")
-
-
-def _count(name: str) -> Any:
-    def check(inst: object, attribute: object, value: object) -> None:
-        if value is None:
-            return
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            msg = f"Usage: {name} must be an int >= 0 or None, got {value!r}"
-            raise BuildError(msg)
-
-    return check
-
-
-def _to_cost(value: object) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0 or value == float("inf"):
-        msg = f"Usage: cost must be a finite number >= 0 or None, got {value!r}"
-        raise BuildError(msg)
-    return float(value)
-
-
-@attrs.frozen
-class Usage:
-    """Calls, tokens and cost (in the user's own unit) used or allowed.
-
-    ``None`` means the field is not counted: zero in an amount, unlimited in
-    a limit.  Usages add field by field (``None + None`` stays ``None``), and
-    ``a.fits(limit)`` compares them field by field (``a <= limit`` too).
-
-    >>> a = Usage(calls=1, cost=0.25) + Usage(calls=1, input_tokens=300, cost=0.5)
-    >>> a
-    Usage(calls=2, input_tokens=300, output_tokens=None, cost=0.75)
-    >>> a.fits(Usage(cost=1.0)), a <= Usage(calls=1)
-    (True, False)
-    """
-
-    calls: int | None = attrs.field(default=None, validator=_count("calls"))
-    input_tokens: int | None = attrs.field(default=None, validator=_count("input_tokens"))
-    output_tokens: int | None = attrs.field(default=None, validator=_count("output_tokens"))
-    cost: float | None = attrs.field(default=None, converter=_to_cost)
-
-    def __add__(self, other: Usage) -> Usage:
-        if not isinstance(other, Usage):
-            return NotImplemented
-        return Usage(*(_add(a, b) for a, b in zip(self._values(), other._values(), strict=True)))
-
-    def scaled(self, n: int) -> Usage:
-        """This usage ``n`` times over (``n`` calls of one leaf)."""
-        return Usage(*(None if v is None else v * n for v in self._values()))
-
-    def fits(self, limit: Usage) -> bool:
-        """Is every field that ``limit`` sets at most its limit here (unset here: zero)?"""
-        return all(
-            lim is None or _exact(v or 0) <= _exact(lim)
-            for v, lim in zip(self._values(), limit._values(), strict=True)
-        )
-
-    def __le__(self, other: Usage) -> bool:
-        if not isinstance(other, Usage):
-            return NotImplemented
-        return self.fits(other)
-
-    def exceeds(self, declared: Usage | None) -> tuple[str, ...]:
-        """The fields where this amount is more than ``declared`` (unset: zero)."""
-        base = declared._values() if declared is not None else (None,) * len(FIELDS)
-        return tuple(
-            f
-            for f, v, d in zip(FIELDS, self._values(), base, strict=True)
-            if _exact(v or 0) > _exact(d or 0)
-        )
-
-    def set_fields(self) -> tuple[str, ...]:
-        """The names of the fields that are not ``None``."""
-        return tuple(f for f, v in zip(FIELDS, self._values(), strict=True) if v is not None)
-
-    def _values(self) -> tuple[Any, ...]:
-        return (self.calls, self.input_tokens, self.output_tokens, self.cost)
-
-    def _refusal(self) -> OverBudget:
-        """The error a budget of this limit adds (for typing ``run(budget=)``; see ``SpendLimit``)."""
-        return OverBudget("budget", self, Usage(), Usage(), Usage())
-
-
-def _add(a: Any, b: Any) -> Any:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    if isinstance(a, float) or isinstance(b, float):
-        return float(_exact(a) + _exact(b))
-    return a + b
-
-
-def sum_usage(usages: Iterable[Usage]) -> Usage | None:
-    """The sum of ``usages`` added exactly, field by field, and rounded once (None for none).
-
-    ``a + b + c`` rounds a float cost at every step, so a long run's total
-    could drift from what ``estimate`` (which adds exactly) says; reports
-    and totals add this way.
-    """
-    sums: list[Any] = [None] * len(FIELDS)
-    floats = [False] * len(FIELDS)
-    seen = False
-    for usage in usages:
-        seen = True
-        for i, v in enumerate(usage._values()):
-            if v is None:
-                continue
-            floats[i] = floats[i] or isinstance(v, float)
-            sums[i] = _exact(v) if sums[i] is None else sums[i] + _exact(v)
-    if not seen:
-        return None
-    values: list[Any] = [float(v) if is_float and v is not None else v for v, is_float in zip(sums, floats, strict=True)]
-    return Usage(*values)
-
-
-def _exact(v: int | float) -> int | Fraction:
-    return v if type(v) is int else _decimal(v)
-
-
-#: Costs are counted in units of 10**-12 inside budgets: integers (fast,
-#: exact) for costs with up to 12 decimals, a ``Fraction`` of units beyond.
-_COST_UNITS: Final = 10**12
-
-
-def _units(v: int | float, index: int) -> int | Fraction:
-    """An amount of field ``index`` in a budget's exact units."""
-    if index != 3:
-        return int(v)
-    return _cost_units(float(v))
-
-
-@functools.lru_cache(maxsize=4096)
-def _cost_units(v: float) -> int | Fraction:
-    q = _decimal(v) * _COST_UNITS
-    return q.numerator if q.denominator == 1 else q
-
-
-@functools.lru_cache(maxsize=4096)
-def _decimal(v: float) -> Fraction:
-    """The exact number ``v`` was written as (``0.1`` is one tenth), not its binary neighbour."""
-    return Fraction(repr(v))
-
-
 # --------------------------------------------------------------------------
 # Errors and events
-
-
-@attrs.frozen
-class OverBudget:
-    """A leaf did not start: its declared usage did not fit in ``budget``.
-
-    ``spent`` is what the budget's finished calls used, ``reserved`` what the
-    calls running now may still use, ``asked`` what this leaf declared; the
-    leaf at ``path`` would have put some field of ``spent + reserved +
-    asked`` over ``limit``.
-    """
-
-    budget: str
-    limit: Usage
-    spent: Usage
-    reserved: Usage
-    asked: Usage
-    path: str = ""
 
 
 @attrs.frozen

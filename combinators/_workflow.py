@@ -52,6 +52,14 @@ from returns.result import Failure, Result, Success
 
 from ._cancel import keep_first_crash, open_nursery
 from ._exceptions import AgentTypeError, BuildError, CycleError
+from ._exceptions import NodeCancelled as NodeCancelled
+from ._exceptions import NodeFailed as NodeFailed
+from ._exceptions import NodeOutcome as NodeOutcome
+from ._exceptions import NodeSkipped as NodeSkipped
+from ._exceptions import NodeSucceeded as NodeSucceeded
+from ._exceptions import WorkflowFailed as WorkflowFailed
+from ._handles import Node as Node
+from ._handles import _key_name
 from ._expr import Agent, _require_agent
 from ._check import _check_name
 from ._plan import Compiler, Env, compiles, segments
@@ -87,80 +95,6 @@ _FROM_TUPLE: Final = 2  # `after=(h1, ...)`: a tuple of outputs
 
 # --------------------------------------------------------------------------
 # Outcomes
-
-
-@final
-@attrs.frozen
-class NodeSucceeded(Generic[_T_co]):
-    """The node ran and succeeded with ``value``."""
-
-    value: _T_co
-
-
-@final
-@attrs.frozen
-class NodeFailed(Generic[_E_co]):
-    """The node ran and failed with the error value ``error``."""
-
-    error: _E_co
-
-
-@final
-@attrs.frozen
-class NodeSkipped:
-    """The node never ran: its dependency ``because`` did not succeed.
-
-    ``because`` is the direct dependency whose failure (or skip) reached this
-    node first; follow the chain of ``because`` to find the failed node.
-    """
-
-    because: str
-
-
-@final
-@attrs.frozen
-class NodeCancelled:
-    """The workflow was cancelled (``on_failure="cancel"``) before this node finished.
-
-    ``started`` tells whether it was running (True) or still waiting for its
-    dependencies (False).
-    """
-
-    started: bool
-
-
-NodeOutcome: TypeAlias = NodeSucceeded[object] | NodeFailed[_E] | NodeSkipped | NodeCancelled
-
-
-@final
-class Node(Generic[_T_co]):
-    """A typed handle on one node of a workflow: its output has type ``T``.
-
-    Handles are returned by :meth:`Workflow.add`; pass them as ``after=`` to
-    later additions and use them to read a result (``result[handle]``).
-    """
-
-    __slots__ = ("_link",)
-
-    def __init__(self, link: _Link) -> None:
-        self._link = link
-
-    @property
-    def name(self) -> str:
-        """The node's name in its workflow."""
-        return self._link.name
-
-    def __repr__(self) -> str:
-        return f"Node({self._link.name!r})"
-
-
-def _key_name(key: Node[Any] | str, where: str) -> str:
-    if isinstance(key, Node):
-        return key.name
-    if isinstance(key, str):
-        return key
-    msg = f"{where}: expected a Node handle or a node name, got {type(key).__name__} {key!r}"
-    raise TypeError(msg)
 
 
 @final
@@ -209,63 +143,6 @@ class WorkflowResult:
     def as_dict(self) -> dict[str, object]:
         """``{name: output}`` for every node."""
         return dict(self.items)
-
-
-@final
-@attrs.frozen
-class WorkflowFailed(Generic[_E_co]):
-    """A workflow where some node did not succeed: every node's outcome, nothing lost.
-
-    ``outcomes`` holds, for each node in the order added, a
-    :class:`NodeSucceeded`, :class:`NodeFailed`, :class:`NodeSkipped` or
-    :class:`NodeCancelled`.  ``first`` names the node whose failure came
-    first in trio time.
-    """
-
-    items: tuple[tuple[str, NodeOutcome[_E_co]], ...]
-    first: str
-    _index: dict[str, int] = attrs.field(init=False, eq=False, hash=False, repr=False)
-
-    def __attrs_post_init__(self) -> None:
-        object.__setattr__(self, "_index", {name: i for i, (name, _) in enumerate(self.items)})
-
-    @property
-    def outcomes(self) -> dict[str, NodeOutcome[_E_co]]:
-        """``{name: outcome}`` for every node."""
-        return dict(self.items)
-
-    @property
-    def errors(self) -> dict[str, _E_co]:
-        """``{name: error}`` for the nodes that failed."""
-        return {name: o.error for name, o in self.items if isinstance(o, NodeFailed)}
-
-    @property
-    def error(self) -> _E_co:
-        """The error of the node that failed first."""
-        outcome = self.outcome(self.first)
-        assert isinstance(outcome, NodeFailed)
-        return outcome.error
-
-    def outcome(self, key: Node[Any] | str) -> NodeOutcome[_E_co]:
-        """The outcome of one node."""
-        name = _key_name(key, "WorkflowFailed.outcome()")
-        i = self._index.get(name)
-        if i is None:
-            msg = f"workflow has no node {name!r}"
-            raise KeyError(msg)
-        return self.items[i][1]
-
-    def value(self, key: Node[_T]) -> _T:
-        """The output of a node that succeeded; ``LookupError`` if it did not."""
-        outcome = self.outcome(key)
-        if not isinstance(outcome, NodeSucceeded):
-            msg = f"workflow node {key.name!r} did not succeed: {outcome!r}"
-            raise LookupError(msg)
-        return outcome.value  # type: ignore[return-value]  # the handle carries the type
-
-    def __str__(self) -> str:
-        bad = [f"{name}: {o!r}" for name, o in self.items if not isinstance(o, NodeSucceeded)]
-        return f"workflow failed (first: {self.first!r}); " + ", ".join(bad)
 
 
 # --------------------------------------------------------------------------
@@ -528,7 +405,8 @@ class Workflow(Generic[_In, _WErr_co]):
             if not self._owns(key._link):
                 msg = f"{where}: the handle for {key.name!r} does not belong to this workflow"
                 raise BuildError(msg)
-            return key._link
+            link: _Link = key._link
+            return link
         if isinstance(key, str):
             return _check_name(key, where)
         msg = f"{where}: expected a Node handle or a node name, got {type(key).__name__} {key!r}"
