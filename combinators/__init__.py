@@ -25,7 +25,7 @@ Layering (dependencies point one way):
 
 from __future__ import annotations
 
-from ._cache import Cache as Cache
+from ._cache_store import Cache as Cache
 from ._control import repeat as repeat
 from ._control import switch as switch
 from ._control import when as when
@@ -51,19 +51,19 @@ from ._exceptions import RemoteError as RemoteError
 from ._exceptions import TimedOut as TimedOut
 from ._exceptions import Usage as Usage
 from ._exceptions import WorkflowFailed as WorkflowFailed
-from ._executors import Executor as Executor
-from ._executors import ProcessPool as ProcessPool
-from ._executors import in_task as in_task
-from ._executors import processes as processes
-from ._executors import remote_traceback as remote_traceback
+from ._executor_api import Executor as Executor
+from ._executor_api import in_task as in_task
+from ._executor_api import remote_traceback as remote_traceback
+from ._processes import ProcessPool as ProcessPool
+from ._processes import processes as processes
 from ._expr import Agent as Agent
 from ._estimate import Estimate as Estimate
 from ._estimate import Unbounded as Unbounded
 from ._estimate import estimate as estimate
-from ._spend import Budget as Budget
-from ._spend import Charge as Charge
-from ._spend import SpendLimit as SpendLimit
-from ._spend import charge as charge
+from ._budget import Budget as Budget
+from ._budget import Charge as Charge
+from ._budget import SpendLimit as SpendLimit
+from ._budget import charge as charge
 from ._expr import Parallel as Parallel
 from ._expr import Priority as Priority
 from ._expr import agent as agent
@@ -82,7 +82,7 @@ from ._fanout import each as each
 from ._fanout import first_success as first_success
 from ._fanout import vote as vote
 from ._json import converter as converter
-from ._journal import Journal as Journal
+from ._journal_store import Journal as Journal
 from ._journal import JournalRecord as JournalRecord
 from ._journal import LeafContext as LeafContext
 from ._journal import Permanent as Permanent
@@ -116,6 +116,7 @@ from ._trace import write_trace as write_trace
 from ._handles import Node as Node
 from ._workflow import Workflow as Workflow
 from ._workflow import WorkflowResult as WorkflowResult
+from . import _plugins as _plugins  # registers the storage backends
 
 __all__ = [
     "Agent",

@@ -43,7 +43,7 @@ from ._types import _OB
 from ._run import run as trio_run
 
 if TYPE_CHECKING:
-    from ._journal import Journal
+    from ._journal_store import Journal
     from ._observe import Observer
     from ._spend import SpendLimit
 

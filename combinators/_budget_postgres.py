@@ -29,7 +29,7 @@ import trio
 
 from ._exceptions import BuildError
 from ._exceptions import FIELDS, OverBudget, Usage, _exact
-from ._spend import Budget
+from ._budget import RemoteBudget
 
 try:
     import psycopg
@@ -78,7 +78,7 @@ def _usage(row: tuple[Any, ...], fields: tuple[str, ...]) -> Usage:
     return Usage(**kw)
 
 
-class PostgresBudget(Budget):
+class PostgresBudget(RemoteBudget):
     """A budget whose totals live in PostgreSQL, shared by every process using its name."""
 
     remote = True

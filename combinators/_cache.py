@@ -1,5 +1,9 @@
 """Never pay twice: a leaf's outcomes kept across runs (``agent.cache(store)``).
 
+The :class:`~combinators.Cache` interface is in ``_cache_store``; here are
+the memory and SQLite stores and the leaf layer the interpreter applies to
+a cached leaf (registered with ``_plan.wraps_leaves``).
+
 An entry's key is the journal's, without the run id: the leaf's name, its
 ``versioned()`` version and the SHA-256 of its canonical input (so any later
 run, in any process sharing the store, finds it).  Values follow the
@@ -25,115 +29,36 @@ and processes, where trio's clock means nothing.  Each store takes a
 
 from __future__ import annotations
 
-import abc
-import hashlib
 import sqlite3
 import threading
-import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 import cattrs
 import trio
 from returns.result import Failure, Result, Success
 
-from ._exceptions import BuildError
+from ._cache_store import Cache, CachePolicy, Clock, Entry, cache_key
 from ._journal import (
-    _converter,
+    converter_or_shared,
     _decode,
     _checked_info,
     _stored,
     leaf_input_hash,
 )
 from ._observe import ATTEMPT, EventKind, emit
+from ._plan import wraps_leaves
 
 if TYPE_CHECKING:
-    from ._expr import Agent, Leaf
+    from ._expr import Leaf
     from ._plan import Compiler, Env
     from ._types import Runner
-
-_A = TypeVar("_A", bound="Agent[Any, Any, Any]")
-
-Clock = Callable[[], float]
-
-
-@attrs.frozen
-class Entry:
-    """A stored outcome: ``payload`` is the JSON of the value (or tagged error)."""
-
-    ok: bool
-    payload: str
-    expires: float | None
-
-
-def cache_key(name: str, version: str | None, digest: str) -> str:
-    """The key of a leaf's outcome on an input: the journal's, without the run id."""
-    return hashlib.sha256(f"{name}\0{version or ''}\0{digest}".encode()).hexdigest()
-
-
-class Cache(abc.ABC):
-    """Where cached leaf outcomes live: ``Cache.memory()``, ``Cache.sqlite(path)``, ``Cache.postgres(dsn)``.
-
-    One store serves any number of leaves, trees, runs and (SQLite,
-    PostgreSQL) processes.  ``converter`` (cattrs) encodes values, as for
-    the journal; ``clock`` gives wall-clock seconds for time to live.
-
-    >>> from combinators import pure, run_sync
-    >>> calls = []
-    >>> def shout(s: str) -> str:
-    ...     calls.append(s)
-    ...     return s.upper()
-    >>> cached = pure(shout).cache(Cache.memory())
-    >>> run_sync(cached, "hi"), run_sync(cached, "hi"), calls
-    (<Success: HI>, <Success: HI>, ['hi'])
-    """
-
-    converter: cattrs.Converter
-    clock: Clock
-
-    def __init__(self, *, converter: cattrs.Converter | None = None, clock: Clock | None = None) -> None:
-        self.converter = _converter(converter)
-        self.clock = clock if clock is not None else time.time
-        #: Calls in flight, by (trio run, key): the single-flight table.
-        self.flights: dict[tuple[object, str], _Flight] = {}
-
-    @staticmethod
-    def memory(*, converter: cattrs.Converter | None = None, clock: Clock | None = None) -> MemoryCache:
-        """A store in this process's memory (survives runs, not the process)."""
-        return MemoryCache(converter=converter, clock=clock)
-
-    @staticmethod
-    def sqlite(path: str, *, converter: cattrs.Converter | None = None, clock: Clock | None = None) -> SqliteCache:
-        """A store in the SQLite file ``path`` (the embedded default; processes share it)."""
-        return SqliteCache(path, converter=converter, clock=clock)
-
-    @staticmethod
-    def postgres(dsn: str, *, converter: cattrs.Converter | None = None, clock: Clock | None = None) -> Cache:
-        """A store in PostgreSQL (psycopg 3, extra ``postgres``), shared by processes and machines."""
-        from ._cache_postgres import PostgresCache
-
-        return PostgresCache(dsn, converter=converter, clock=clock)
-
-    @abc.abstractmethod
-    async def get(self, key: str) -> Entry | None:
-        """The live entry stored under ``key``, if any (expired entries are misses)."""
-
-    @abc.abstractmethod
-    async def put(self, key: str, name: str, version: str | None, entry: Entry) -> None:
-        """Store ``entry`` under ``key`` (replacing an older one)."""
-
-    def _live(self, entry: Entry | None) -> Entry | None:
-        if entry is None or (entry.expires is not None and entry.expires <= self.clock()):
-            return None
-        return entry
-
 
 class MemoryCache(Cache):
     """A cache in this process's memory (see :meth:`Cache.memory`)."""
 
     def __init__(self, *, converter: cattrs.Converter | None = None, clock: Clock | None = None) -> None:
-        super().__init__(converter=converter, clock=clock)
+        super().__init__(converter=converter_or_shared(converter), clock=clock)
         self._entries: dict[str, Entry] = {}
 
     def __repr__(self) -> str:
@@ -183,7 +108,7 @@ class SqliteCache(Cache):
     """
 
     def __init__(self, path: str, *, converter: cattrs.Converter | None = None, clock: Clock | None = None) -> None:
-        super().__init__(converter=converter, clock=clock)
+        super().__init__(converter=converter_or_shared(converter), clock=clock)
         self.path = path
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
@@ -261,31 +186,6 @@ class SqliteCache(Cache):
 # The leaf layer
 
 
-@attrs.frozen(eq=False)
-class CachePolicy:
-    """How a leaf is cached: where, for how long, and whether permanent failures too."""
-
-    store: Cache
-    ttl: float | None
-    failures: bool
-
-
-def cached_leaf(node: _A, store: Cache, *, ttl: float | None, failures: bool) -> _A:
-    """``node.cache(store, ...)``: the same leaf, answered from ``store`` when it can be."""
-    from ._expr import Leaf
-
-    where = f"{node.name}.cache()"
-    if not isinstance(node, Leaf):
-        msg = f"{where}: only a leaf (agent(), lift(), pure()) is cached, got a {node.kind} node; cache its leaves"
-        raise BuildError(msg)
-    if not isinstance(store, Cache):
-        msg = f"{where}: expected a Cache (Cache.memory(), Cache.sqlite(path), ...), got {store!r}"
-        raise BuildError(msg)
-    made: Any = attrs.evolve(node, cached=CachePolicy(store, ttl, bool(failures)))
-    result: _A = made
-    return result
-
-
 class _Flight:
     """One call in flight that identical calls wait for."""
 
@@ -305,15 +205,16 @@ class _Flight:
             self.scope.cancel()
 
 
+@wraps_leaves(CachePolicy)
 def cache_layer(c: Compiler, leaf: Leaf[Any, Any, Any], env: Env, runner: Runner) -> Runner:
     """The leaf runner answered from, and recorded into, the leaf's cache."""
     policy: CachePolicy = leaf.cached
     store, ttl, failures = policy.store, policy.ttl, policy.failures
-    converter = store.converter
+    converter = converter_or_shared(store.converter)
     info = _checked_info(leaf, leaf.name, converter, store="cache", errors=failures)
     name, version = info.name, info.version
     observed, kind = c.observed, leaf.kind
-    flights = store.flights
+    flights: dict[tuple[object, str], _Flight] = store.flights
 
     def report(result: Result[Any, Any], path: str) -> None:
         attempt = ATTEMPT.get()

@@ -13,7 +13,8 @@ from typing import Any
 import cattrs
 import trio
 
-from ._cache import Cache, Clock, Entry
+from ._cache_store import Cache, Clock, Entry
+from ._journal import converter_or_shared
 
 try:
     import psycopg
@@ -37,7 +38,7 @@ class PostgresCache(Cache):
     """A cache in PostgreSQL (see :meth:`Cache.postgres`)."""
 
     def __init__(self, dsn: str, *, converter: cattrs.Converter | None = None, clock: Clock | None = None) -> None:
-        super().__init__(converter=converter, clock=clock)
+        super().__init__(converter=converter_or_shared(converter), clock=clock)
         self.dsn = dsn
         self._idle: list[psycopg.Connection[Any]] = []
         self._lock = threading.Lock()

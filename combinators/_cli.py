@@ -183,7 +183,8 @@ def parse_input(text: str, tp: Any) -> Any:
 
 def parse_budget(text: str, agent: Agent[Any, Any, Any]) -> Usage:
     """The ``--budget`` JSON (``{"cost": 5.0}``) as a ``Usage`` this tree can be held to."""
-    from ._spend import Budget, check_budget
+    from ._budget import Budget
+    from ._expr import check_budget
 
     try:
         data = json.loads(text)
@@ -263,7 +264,7 @@ def _run_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
         raise UsageError("--journal and --run-id go together (resuming is the same command again)")
     journal = None
     if args.journal is not None:
-        from ._journal import Journal
+        from ._journal_store import Journal
 
         try:
             journal = Journal.from_url(args.journal)

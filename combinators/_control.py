@@ -28,14 +28,12 @@ from returns.result import Failure, Result, Success
 
 from ._exceptions import AgentTypeError, BuildError, GaveUp
 from ._exceptions import NoBranch as NoBranch
-from ._expr import _NOT_PARTS, Agent, _require_agent
+from ._expr import _NOT_PARTS, Agent, Bind, _require_agent
 from ._check import _fn_name, _require_callable
 from ._notes import note_function
 from ._plan import Compiler, Env, compiles, segments
 from ._types import Runner, _Err_co, _In_contra, _Out_co
 
-if TYPE_CHECKING:
-    from ._mermaid import Block, MermaidGraph
 
 _I = TypeVar("_I")
 _O = TypeVar("_O")
@@ -72,12 +70,6 @@ class Switch(Agent[_In_contra, _Out_co, _Err_co]):
         parts.append(")" if self.label is None else f").named({self.label!r})")
         return parts
 
-    def _mermaid(self, g: MermaidGraph) -> Block:
-        cases = [(repr(k), b) for k, b in zip(self.keys, self.branches, strict=True)]
-        if self.default is not None:
-            cases.append(("default", self.default))
-        return _draw_choice(g, self, f"switch on {_fn_name(self.key)}", cases)
-
 
 @final
 @attrs.frozen(eq=False, repr=False)
@@ -92,35 +84,6 @@ class When(Agent[_In_contra, _Out_co, _Err_co]):
     def _repr_parts(self) -> list[object]:
         tail = ")" if self.label is None else f").named({self.label!r})"
         return [f"when({_fn_name(self.pred)}, ", self.then, ", ", self.otherwise, tail]
-
-    def _mermaid(self, g: MermaidGraph) -> Block:
-        cases = [("yes", self.then), ("no", self.otherwise)]
-        return _draw_choice(g, self, f"when {_fn_name(self.pred)}", cases)
-
-
-@final
-@attrs.frozen(eq=False, repr=False)
-class Bind(Agent[_In_contra, _Out_co, _Err_co]):
-    """``inner.bind(f)``: run ``inner``, then the agent ``f`` picks for its value."""
-
-    inner: Agent[Any, Any, Any]
-    f: Callable[[Any], Any]
-    key: Callable[[Any], str] | None
-    kind: ClassVar[str] = "bind"
-    _wraps: ClassVar[str | None] = "inner"
-
-    def _repr_parts(self) -> list[object]:
-        tail = ")" if self.label is None else f").named({self.label!r})"
-        return [self.inner, f".bind({_fn_name(self.f)}", tail]
-
-    def _mermaid(self, g: MermaidGraph) -> Block:
-        from ._mermaid import Block
-
-        with nullcontext() if self.label is None else g.subgraph(self.label):
-            inner = g.draw(self.inner)
-            chosen = g.node(f"bind {_fn_name(self.f)}: agent chosen at run time", "hexagon")
-            g.link(inner, Block((chosen,), (chosen,)))
-            return Block(inner.entries, (chosen,))
 
 
 @final
@@ -142,31 +105,6 @@ class Repeat(Agent[_In_contra, _Out_co, _Err_co]):
             f", until={_fn_name(self.until)}, max_times={self.max_times}",
             tail,
         ]
-
-    def _mermaid(self, g: MermaidGraph) -> Block:
-        title = f"repeat until {_fn_name(self.until)}, at most {self.max_times}x"
-        with g.subgraph(title if self.label is None else f"{self.label}: {title}"):
-            step = g.draw(self.step)
-        g.link(step, step, "next round", "dotted")
-        return step
-
-
-def _draw_choice(
-    g: MermaidGraph, node: Agent[Any, Any, Any], what: str, cases: list[tuple[str, Agent[Any, Any, Any]]]
-) -> Block:
-    """A diamond for the choice, an arrow labelled with each case to its branch."""
-    from ._mermaid import Block
-
-    # No closure around g.draw: drawing recurses once per level (MAX_DEPTH).
-    with nullcontext() if node.label is None else g.subgraph(node.label):
-        diamond = g.node(what, "diamond")
-        start = Block((diamond,), (diamond,))
-        exits: list[str] = []
-        for text, branch in cases:
-            block = g.draw(branch)
-            g.link(start, block, text)
-            exits.extend(block.exits)
-        return Block((diamond,), tuple(exits))
 
 
 # --------------------------------------------------------------------------
@@ -244,19 +182,6 @@ def when(
     _require_agent(then, "when() then-branch", None)
     _require_agent(otherwise, "when() otherwise-branch", None)
     return When(pred, then, otherwise)
-
-
-def make_bind(
-    first: Agent[Any, Any, Any],
-    f: Callable[[Any], Agent[Any, Any, Any]],
-    key: Callable[[Any], str] | None,
-) -> Agent[Any, Any, Any]:
-    """The untyped builder behind :meth:`Agent.bind` (the method is the typed API)."""
-    _require_agent(first, "bind() agent", None)
-    _require_callable(f, f"{first.name}.bind()")
-    if key is not None:
-        _require_callable(key, f"{first.name}.bind() key")
-    return Bind(first, f, key)
 
 
 def repeat(

@@ -218,8 +218,8 @@ class _Walker:
         todo: list[tuple[Any, ...]],
         results: list[tuple[_Vec, _Vec]],
     ) -> None:
-        from ._control import Bind, Repeat, Switch, When
-        from ._executors import OnExecutor
+        from ._control import Repeat, Switch, When
+        from ._expr import Bind, OnExecutor
         from ._fanout import Aggregate, AverageConfidence, Collect, Each, FirstSuccess, TaskPool, Vote
         from ._workflow import WorkflowNode
 

@@ -33,18 +33,18 @@ import attrs
 from returns.result import Result
 
 from ._check import _check_name, _count, _fn_name, _real, _require_callable, _seconds, _show
-from ._exceptions import AgentTypeError, BuildError, Crashed, TimedOut
+from ._budget import Budget
+from ._cache_store import Cache, CachePolicy
+from ._exceptions import AgentTypeError, BuildError, Crashed, OverBudget, TimedOut, Usage
+from ._executor_api import Executor, InTask
 from ._limits import Priority as Priority
 from ._limits import PriorityLimiter, StartWindow
 from ._retry import Backoff
 from ._types import _E, _E2, _O, _O2, _Err_co, _I, _In_contra, _Out_co, _Ts
 
-if TYPE_CHECKING:
-    from ._cache import Cache
-    from ._executors import Executor
-    from ._spend import Budget, OverBudget, Usage
 
 _K = TypeVar("_K")
+_A = TypeVar("_A", bound="Agent[Any, Any, Any]")
 _Res = TypeVar("_Res")  # Parallel's tuple of per-operand Result types (invariant)
 _Rs = TypeVarTuple("_Rs")
 
@@ -427,8 +427,6 @@ class Agent(Generic[_In_contra, _Out_co, _Err_co]):
         Each such function is checked now (a process pool refuses one that
         does not pickle); async leaves stay in the trio task.
         """
-        from ._executors import on
-
         return on(self, executor)
 
     def rate(
@@ -491,8 +489,6 @@ class Agent(Generic[_In_contra, _Out_co, _Err_co]):
         >>> run_sync(pure(len).bind(lambda n: short if n < 5 else long), "abc")
         <Success: 3 is short>
         """
-        from ._control import make_bind
-
         return make_bind(self, f, key)
 
     # -- spend (docs/spend.md) ----------------------------------------------
@@ -506,8 +502,6 @@ class Agent(Generic[_In_contra, _Out_co, _Err_co]):
         >>> pure(str.upper).costs(Usage(calls=1, cost=0.02)).spend
         Usage(calls=1, input_tokens=None, output_tokens=None, cost=0.02)
         """
-        from ._spend import Usage
-
         where = f"{self.name}.costs()"
         if not isinstance(usage, Usage):
             msg = f"{where}: expected a Usage, got {type(usage).__name__} {usage!r}"
@@ -532,8 +526,6 @@ class Agent(Generic[_In_contra, _Out_co, _Err_co]):
         >>> run_sync((step >> step >> step).budget(Usage(cost=1.0)), "a").failure().asked
         Usage(calls=None, input_tokens=None, output_tokens=None, cost=0.5)
         """
-        from ._spend import Budget, Usage, check_budget
-
         where = f"{self.name}.budget()"
         if isinstance(limit, Usage):
             Budget(limit, name="budget")  # checks the limit itself
@@ -556,8 +548,6 @@ class Agent(Generic[_In_contra, _Out_co, _Err_co]):
         reserves and charges nothing.  Identical calls in flight at once run
         once.  See docs/spend.md.
         """
-        from ._cache import cached_leaf
-
         return cached_leaf(self, store, ttl=None if ttl is None else _seconds(ttl, f"{self.name}.cache()", "ttl"), failures=failures)
 
 
@@ -1061,3 +1051,134 @@ _STEP_KINDS: Final = (Transform, MapError, Recover, Fallback)
 #: Every node ``_chain.flatten`` walks in one loop: nested in each other
 #: they add no level of compiling or running.
 _CHAIN_FAMILY: Final = (Then, *_STEP_KINDS)
+
+
+# --------------------------------------------------------------------------
+# Nodes built by methods: bind, on
+
+
+@final
+@attrs.frozen(eq=False, repr=False)
+class Bind(Agent[_In_contra, _Out_co, _Err_co]):
+    """``inner.bind(f)``: run ``inner``, then the agent ``f`` picks for its value."""
+
+    inner: Agent[Any, Any, Any]
+    f: Callable[[Any], Any]
+    key: Callable[[Any], str] | None
+    kind: ClassVar[str] = "bind"
+    _wraps: ClassVar[str | None] = "inner"
+
+    def _repr_parts(self) -> list[object]:
+        tail = ")" if self.label is None else f").named({self.label!r})"
+        return [self.inner, f".bind({_fn_name(self.f)}", tail]
+
+
+def make_bind(
+    first: Agent[Any, Any, Any],
+    f: Callable[[Any], Agent[Any, Any, Any]],
+    key: Callable[[Any], str] | None,
+) -> Agent[Any, Any, Any]:
+    """The untyped builder behind :meth:`Agent.bind` (the method is the typed API)."""
+    _require_agent(first, "bind() agent", None)
+    _require_callable(f, f"{first.name}.bind()")
+    if key is not None:
+        _require_callable(key, f"{first.name}.bind() key")
+    return Bind(first, f, key)
+
+
+@final
+@attrs.frozen(eq=False, repr=False)
+class OnExecutor(Agent[_In_contra, _Out_co, _Err_co]):
+    """``inner.on(executor)``: the sync leaves of ``inner`` run on ``executor``."""
+
+    inner: Agent[Any, Any, Any]
+    executor: Any
+    kind: ClassVar[str] = "on"
+    _wraps: ClassVar[str | None] = "inner"
+
+    def _repr_parts(self) -> list[object]:
+        parts: list[object] = [self.inner, f".on({self.executor.name})"]
+        if self.label is not None:
+            parts.append(f".named({self.label!r})")
+        return parts
+
+
+def _moved_leaves(root: Agent[Any, Any, Any]) -> list[Leaf[Any, Any, Any]]:
+    """The sync leaves under ``root`` not under a nested ``.on()``."""
+    out: list[Leaf[Any, Any, Any]] = []
+    stack: list[Agent[Any, Any, Any]] = [root]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Leaf):
+            if not node.is_async:
+                out.append(node)
+        elif not isinstance(node, OnExecutor):
+            stack.extend(node.children())
+    return out
+
+
+def on(agent: Agent[_I, _O, _E], executor: Executor) -> Agent[_I, _O, _E]:
+    """Run the sync leaf functions of ``agent`` on ``executor``.
+
+    Every such function is checked now (for a process pool: that it
+    pickles), so a bad one is refused before any run starts.  A subtree
+    with no sync leaf at all is refused too: there would be nothing to move.
+    """
+    where = f"{agent.name}.on()"
+    if not isinstance(executor, Executor):
+        msg = f"{where}: expected an Executor such as processes() or ray_cluster(), got {executor!r}"
+        raise AgentTypeError(msg)
+    leaves = _moved_leaves(agent)
+    if not leaves and not isinstance(executor, InTask):
+        msg = (
+            f"{where}: no sync leaf to run on {executor.name}: only pure() and "
+            f"sync lift() functions move; async agents stay in the trio task"
+        )
+        raise BuildError(msg)
+    for leaf in leaves:
+        executor.check(leaf.fn, f"{where} leaf {leaf.name!r}")
+    return OnExecutor(agent, executor)
+
+
+# --------------------------------------------------------------------------
+# What .cache and .budget check
+
+
+def cached_leaf(node: _A, store: Cache, *, ttl: float | None, failures: bool) -> _A:
+    """``node.cache(store, ...)``: the same leaf, answered from ``store`` when it can be."""
+    where = f"{node.name}.cache()"
+    if not isinstance(node, Leaf):
+        msg = f"{where}: only a leaf (agent(), lift(), pure()) is cached, got a {node.kind} node; cache its leaves"
+        raise BuildError(msg)
+    if not isinstance(store, Cache):
+        msg = f"{where}: expected a Cache (Cache.memory(), Cache.sqlite(path), ...), got {store!r}"
+        raise BuildError(msg)
+    made: Any = attrs.evolve(node, cached=CachePolicy(store, ttl, bool(failures)))
+    result: _A = made
+    return result
+
+
+def declared_fields(tree: Agent[Any, Any, Any]) -> tuple[set[str], bool]:
+    """The usage fields the leaves of ``tree`` declare, and whether some leaves are unknown (bind)."""
+    fields: set[str] = set()
+    unknown = False
+    for node in tree.walk():
+        if isinstance(node, Leaf) and node.spend is not None:
+            fields.update(node.spend.set_fields())
+        elif node.kind == "bind":
+            unknown = True
+    return fields, unknown
+
+
+def check_budget(tree: Agent[Any, Any, Any], limit: Usage, where: str) -> None:
+    """Refuse a budget that limits a field no leaf of ``tree`` declares."""
+    declared, unknown = declared_fields(tree)
+    if unknown:
+        return  # leaves chosen at run time (bind) may declare it
+    missing = [f for f in limit.set_fields() if f not in declared]
+    if missing:
+        msg = (
+            f"{where}: the budget limits {', '.join(missing)}, which no leaf below declares; "
+            f"declare it on the leaves with .costs(Usage({missing[0]}=...)) or drop it from the limit"
+        )
+        raise BuildError(msg)

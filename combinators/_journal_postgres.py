@@ -31,15 +31,15 @@ import cattrs
 import trio
 
 from ._exceptions import BuildError
-from ._journal import (
+from ._journal_store import (
     Journal,
     JournalRecord,
     Op,
-    _Batcher,
-    _converter,
-    _Key,
-    _Record,
-    _Session,
+    Batcher,
+    converter_or_shared,
+    Key,
+    Record,
+    Session,
     check_manifest,
 )
 
@@ -163,13 +163,13 @@ class PostgresJournal(Journal):
         self.dsn = dsn
         self.lease = float(lease)
         self.poll = float(poll) if poll is not None else max(0.05, min(self.lease / 4, 1.0))
-        self.converter = _converter(converter)
+        self.converter = converter_or_shared(converter)
 
     def __repr__(self) -> str:
         return f"Journal.postgres(<dsn>, lease={self.lease!r})"
 
     @asynccontextmanager
-    async def _session(self, run_id: str, manifest: str) -> AsyncIterator[_Session]:
+    async def _session(self, run_id: str, manifest: str) -> AsyncIterator[Session]:
         conn = await trio.to_thread.run_sync(_connect, self.dsn)
         session = _PgSession(conn, run_id, self.lease, self.poll)
         try:
@@ -205,13 +205,13 @@ class PostgresJournal(Journal):
         ]
 
 
-def _load_done(conn: psycopg.Connection[Any], run_id: str) -> dict[_Key, _Record]:
+def _load_done(conn: psycopg.Connection[Any], run_id: str) -> dict[Key, Record]:
     rows = conn.execute(
         "SELECT path, input_hash, name, version, ok, payload FROM combinators_leaves "
         "WHERE run_id = %s AND state = 'done'",
         (run_id,),
     ).fetchall()
-    return {(p, h): _Record(n, v, bool(ok), payload) for p, h, n, v, ok, payload in rows}
+    return {(p, h): Record(n, v, bool(ok), payload) for p, h, n, v, ok, payload in rows}
 
 
 class _PgSession:
@@ -221,34 +221,34 @@ class _PgSession:
         self.owner = uuid.uuid4().hex
         self.lease = lease
         self.poll = poll
-        self.batcher = _Batcher(self._execute)
+        self.batcher = Batcher(self._execute)
         self.renewing = trio.CancelScope()
         #: Records present when the session opened (done is final).
-        self.done: dict[_Key, _Record] = {}
+        self.done: dict[Key, Record] = {}
 
-    async def begin(self, key: _Key, name: str, version: str | None) -> _Record | int:
+    async def begin(self, key: Key, name: str, version: str | None) -> Record | int:
         record = self.done.get(key)
         if record is not None:
             await trio.lowlevel.checkpoint()
             return record
         while True:
-            got: _Record | int | None = await self.batcher.submit(Op("begin", key, (name, version)))
+            got: Record | int | None = await self.batcher.submit(Op("begin", key, (name, version)))
             if got is not None:
                 return got
             # Someone else holds a live lease: wait for its record or expiry.
             await trio.sleep(self.poll)
 
-    async def finish(self, key: _Key, name: str, version: str | None, ok: bool, payload: str) -> _Record | None:
+    async def finish(self, key: Key, name: str, version: str | None, ok: bool, payload: str) -> Record | None:
         while True:
             if await self.batcher.submit(Op("finish", key, (name, version, ok, payload))):
                 return None
             # Our lease was taken over (we stalled past it): the new owner's
             # record wins; if it gave up too, we claim again and record ours.
             got = await self.begin(key, name, version)
-            if isinstance(got, _Record):
+            if isinstance(got, Record):
                 return got
 
-    def release(self, key: _Key) -> None:
+    def release(self, key: Key) -> None:
         self.batcher.submit_nowait(Op("release", key))
 
     async def renew_forever(self) -> None:
@@ -332,6 +332,6 @@ class _PgSession:
                 continue
             row = found.get(op.key)
             if row is not None and row[0] == "done":
-                op.result = _Record(str(row[1]), row[2], bool(row[3]), str(row[4]))
+                op.result = Record(str(row[1]), row[2], bool(row[3]), str(row[4]))
             else:
                 op.result = None  # leased by another owner: poll again

@@ -21,15 +21,15 @@ from contextlib import asynccontextmanager
 import cattrs
 import trio
 
-from ._journal import (
+from ._journal_store import (
     Journal,
     JournalRecord,
     Op,
-    _Batcher,
-    _converter,
-    _Key,
-    _Record,
-    _Session,
+    Batcher,
+    converter_or_shared,
+    Key,
+    Record,
+    Session,
     check_manifest,
 )
 
@@ -77,14 +77,14 @@ class SqliteJournal(Journal):
 
     def __init__(self, path: str, *, converter: cattrs.Converter | None = None, fsync: bool = False) -> None:
         self.path = str(path)
-        self.converter = _converter(converter)
+        self.converter = converter_or_shared(converter)
         self.fsync = fsync
 
     def __repr__(self) -> str:
         return f"Journal.sqlite({self.path!r}, fsync=True)" if self.fsync else f"Journal.sqlite({self.path!r})"
 
     @asynccontextmanager
-    async def _session(self, run_id: str, manifest: str) -> AsyncIterator[_Session]:
+    async def _session(self, run_id: str, manifest: str) -> AsyncIterator[Session]:
         conn = await trio.to_thread.run_sync(_connect, self.path, self.fsync)
         session: _SqliteSession | None = None
         try:
@@ -135,23 +135,23 @@ def _claim_manifest(conn: sqlite3.Connection, run_id: str, manifest: str) -> str
     return None if row is None else str(row[0])
 
 
-def _load(conn: sqlite3.Connection, run_id: str) -> tuple[dict[_Key, _Record], dict[_Key, int]]:
+def _load(conn: sqlite3.Connection, run_id: str) -> tuple[dict[Key, Record], dict[Key, int]]:
     rows = conn.execute(
         "SELECT path, input_hash, name, version, ok, payload, attempts, done FROM combinators_leaves WHERE run_id = ?",
         (run_id,),
     ).fetchall()
-    done = {(p, h): _Record(n, v, bool(ok), payload) for p, h, n, v, ok, payload, _, d in rows if d}
+    done = {(p, h): Record(n, v, bool(ok), payload) for p, h, n, v, ok, payload, _, d in rows if d}
     attempts = {(p, h): a for p, h, _, _, _, _, a, d in rows if not d}
     return done, attempts
 
 
 class _SqliteSession:
     def __init__(
-        self, conn: sqlite3.Connection, run_id: str, done: dict[_Key, _Record], attempts: dict[_Key, int]
+        self, conn: sqlite3.Connection, run_id: str, done: dict[Key, Record], attempts: dict[Key, int]
     ) -> None:
         self._conn = conn
         self.run_id = run_id
-        self.batcher = _Batcher(self._execute)
+        self.batcher = Batcher(self._execute)
         # Loaded once when the session opens.  One process per run id owns
         # the file's rows for the run, so these stay exact: a resume replays
         # records without a round trip, and a new leaf need not wait for its
@@ -160,7 +160,7 @@ class _SqliteSession:
         self._done = done
         self._attempts = attempts
 
-    async def begin(self, key: _Key, name: str, version: str | None) -> _Record | int:
+    async def begin(self, key: Key, name: str, version: str | None) -> Record | int:
         record = self._done.get(key)
         if record is not None:
             await trio.lowlevel.checkpoint()
@@ -170,14 +170,14 @@ class _SqliteSession:
         self.batcher.submit_nowait(Op("begin", key, (name, version)))
         return attempt
 
-    async def finish(self, key: _Key, name: str, version: str | None, ok: bool, payload: str) -> _Record | None:
+    async def finish(self, key: Key, name: str, version: str | None, ok: bool, payload: str) -> Record | None:
         await self.batcher.submit(Op("finish", key, (name, version, ok, payload)))
         # Recorded: a later start of this leaf in the same run (a retry of
         # an enclosing node) is answered from the journal, as on resume.
-        self._done[key] = _Record(name, version, ok, payload)
+        self._done[key] = Record(name, version, ok, payload)
         return None
 
-    def release(self, key: _Key) -> None:
+    def release(self, key: Key) -> None:
         pass  # no leases: a failed leaf simply stays unrecorded
 
     def _execute(self, batch: list[Op]) -> None:

@@ -23,6 +23,7 @@ import attrs
 
 from ._expr import (
     Agent,
+    Bind,
     Const,
     Fallback,
     Leaf,
@@ -38,6 +39,8 @@ from ._expr import (
     Transform,
 )
 from ._check import _fn_name
+from ._control import Repeat, Switch, When
+from ._workflow import WorkflowNode
 
 Shape = Literal["box", "round", "stadium", "hexagon", "parallelogram", "circle", "diamond"]
 EdgeStyle = Literal["solid", "dotted", "thick"]
@@ -330,6 +333,80 @@ def _rate_title(node: Rate[Any, Any, Any]) -> str:
     return f"rate {node.calls:g} per {_seconds(node.per)}{shared}"
 
 
+# --------------------------------------------------------------------------
+# Choices, loops, bind and workflows
+
+
+def _draw_switch(g: MermaidGraph, node: Switch[Any, Any, Any]) -> Block:
+    cases = [(repr(k), b) for k, b in zip(node.keys, node.branches, strict=True)]
+    if node.default is not None:
+        cases.append(("default", node.default))
+    return _draw_choice(g, node, f"switch on {_fn_name(node.key)}", cases)
+
+
+def _draw_when(g: MermaidGraph, node: When[Any, Any, Any]) -> Block:
+    cases = [("yes", node.then), ("no", node.otherwise)]
+    return _draw_choice(g, node, f"when {_fn_name(node.pred)}", cases)
+
+
+def _draw_bind(g: MermaidGraph, node: Bind[Any, Any, Any]) -> Block:
+    with nullcontext() if node.label is None else g.subgraph(node.label):
+        inner = g.draw(node.inner)
+        chosen = g.node(f"bind {_fn_name(node.f)}: agent chosen at run time", "hexagon")
+        g.link(inner, Block((chosen,), (chosen,)))
+        return Block(inner.entries, (chosen,))
+
+
+def _draw_repeat(g: MermaidGraph, node: Repeat[Any, Any, Any]) -> Block:
+    title = f"repeat until {_fn_name(node.until)}, at most {node.max_times}x"
+    with g.subgraph(title if node.label is None else f"{node.label}: {title}"):
+        step = g.draw(node.step)
+    g.link(step, step, "next round", "dotted")
+    return step
+
+
+def _draw_choice(
+    g: MermaidGraph, node: Agent[Any, Any, Any], what: str, cases: list[tuple[str, Agent[Any, Any, Any]]]
+) -> Block:
+    """A diamond for the choice, an arrow labelled with each case to its branch."""
+    # No closure around g.draw: drawing recurses once per level (MAX_DEPTH).
+    with nullcontext() if node.label is None else g.subgraph(node.label):
+        diamond = g.node(what, "diamond")
+        start = Block((diamond,), (diamond,))
+        exits: list[str] = []
+        for text, branch in cases:
+            block = g.draw(branch)
+            g.link(start, block, text)
+            exits.extend(block.exits)
+        return Block((diamond,), tuple(exits))
+
+
+def _draw_workflow(graph: MermaidGraph, node: WorkflowNode[Any, Any, Any]) -> Block:
+    """A box titled with the workflow's name; an arrow per dependency.
+
+    Data dependencies are solid arrows, ``depend()`` orderings dotted.
+    """
+    title = node.kind if node.name == node.kind else f"{node.kind}: {node.name}"
+    with graph.subgraph(title):
+        blocks: list[Block] = []
+        for kid in node.agents:
+            blocks.append(graph.draw(kid))
+    has_succ = [False] * len(blocks)
+    for i, ps in enumerate(node.preds):
+        data = set(node.data[i])
+        for p in ps:
+            has_succ[p] = True
+            graph.link(blocks[p], blocks[i], style="solid" if p in data else "dotted")
+    roots = [b for b, ps in zip(blocks, node.preds, strict=True) if not ps]
+    sinks = [b for b, used in zip(blocks, has_succ, strict=True) if not used]
+    if node.output is not None:
+        sinks = [blocks[node.output]]
+    return Block(
+        tuple(e for b in roots for e in b.entries),
+        tuple(e for b in sinks for e in b.exits),
+    )
+
+
 _RULES: dict[type[Any], Callable[[MermaidGraph, Any], Block]] = {
     Leaf: _draw_leaf,
     Const: _draw_leaf,
@@ -344,6 +421,11 @@ _RULES: dict[type[Any], Callable[[MermaidGraph, Any], Block]] = {
     Transform: _draw_steps,
     MapError: _draw_steps,
     Recover: _draw_steps,
+    Switch: _draw_switch,
+    When: _draw_when,
+    Bind: _draw_bind,
+    Repeat: _draw_repeat,
+    WorkflowNode: _draw_workflow,
 }
 
 

@@ -21,7 +21,8 @@ asyncio loop at its start (``_aio_leaf.needs_host``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 import attrs
 
@@ -30,7 +31,7 @@ from ._types import Runner
 
 if TYPE_CHECKING:
     from ._limits import Admission, SharedWindow, StartWindow
-    from ._spend import Budget
+    from ._budget import Budget
 
 _N = TypeVar("_N", bound=Agent[Any, Any, Any])
 
@@ -39,6 +40,9 @@ CompileFn = Callable[["Compiler", Any, "Env"], Runner]
 LeafLayer = Callable[["Compiler", Leaf[Any, Any, Any], "Env", Runner], Runner]
 
 _REGISTRY: dict[type[Any], CompileFn] = {}
+#: The leaf layer for a leaf that carries a policy of each type (a cache's
+#: ``CachePolicy`` in ``Leaf.cached``), registered by what provides it.
+_LEAF_POLICIES: dict[type[Any], LeafLayer] = {}
 
 
 def compiles(kind: type[_N]) -> Callable[[Callable[[Compiler, _N, Env], Runner]], Callable[[Compiler, _N, Env], Runner]]:
@@ -49,6 +53,38 @@ def compiles(kind: type[_N]) -> Callable[[Callable[[Compiler, _N, Env], Runner]]
         return fn
 
     return register
+
+
+def wraps_leaves(policy: type[Any]) -> Callable[[LeafLayer], LeafLayer]:
+    """Register the leaf layer that runs a leaf carrying a ``policy`` (``_cache.cache_layer``)."""
+
+    def register(layer: LeafLayer) -> LeafLayer:
+        _LEAF_POLICIES[policy] = layer
+        return layer
+
+    return register
+
+
+def policy_layer(policy: object) -> LeafLayer:
+    """The leaf layer registered for ``policy``'s type (see :func:`wraps_leaves`)."""
+    layer = _LEAF_POLICIES.get(type(policy))
+    if layer is None:
+        msg = f"no leaf layer for {type(policy).__name__}: import the module that provides it"
+        raise TypeError(msg)
+    return layer
+
+
+@runtime_checkable
+class RunJournal(Protocol):
+    """What ``run(journal=...)`` is given: something that records a run's leaves (``Journal``).
+
+    For one run of ``tree`` under ``run_id`` it opens a session (refusing a
+    tree unlike the one recorded under that id) and gives the leaf layer
+    that answers recorded leaves and records the others; the session ends
+    when the run does.  The interpreter knows nothing more of journals.
+    """
+
+    def _open_run(self, tree: Agent[Any, Any, Any], run_id: str) -> AbstractAsyncContextManager[LeafLayer]: ...
 
 
 @attrs.frozen

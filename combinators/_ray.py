@@ -28,7 +28,7 @@ import attrs
 import trio
 
 from ._exceptions import BuildError
-from ._executors import call_in_worker, require_picklable, unwrap_outcome
+from ._executor_api import call_in_worker, require_picklable, unwrap_outcome
 
 _T = TypeVar("_T")
 _R = TypeVar("_R")

@@ -27,7 +27,7 @@ import trio
 from returns.result import Failure, Result, Success
 
 from ._cancel import keep_first_crash, open_nursery
-from ._exceptions import Crashed, TimedOut
+from ._exceptions import BuildError, Crashed, TimedOut
 from ._expr import (
     Agent,
     Budgeted,
@@ -44,6 +44,7 @@ from ._expr import (
 )
 from ._check import _fn_name, _show
 from . import _chain as _chain  # registers the sequence rules
+from . import _executors as _executors  # registers the .on() rule
 from ._aio_leaf import is_host_call, needs_host
 from ._limits import Admission, PriorityLimiter, SharedLimiter, SharedWindow, StartWindow, as_weight
 from ._notes import not_a_result, note_function, note_node
@@ -63,12 +64,10 @@ from ._observe import (
     observing,
     tell,
 )
-from ._plan import Compiler, Env, LeafLayer, bare_leaf, compiles, segments
+from ._plan import Compiler, Env, LeafLayer, RunJournal, bare_leaf, compiles, policy_layer, segments
 from ._spend import Budget, SpendLimit, Usage
 from ._types import Runner, _OB
 
-if TYPE_CHECKING:
-    from ._journal import Journal
 
 _I = TypeVar("_I")
 _O = TypeVar("_O")
@@ -85,7 +84,7 @@ async def run(
     *,
     max_concurrency: int | None = None,
     observer: Observer | None = None,
-    journal: Journal | None = None,
+    journal: RunJournal | None = None,
     run_id: str | None = None,
     budget: SpendLimit[_OB] | None = None,
 ) -> Result[_O, _E | _OB]:
@@ -110,19 +109,47 @@ async def run(
     if not trio.lowlevel.in_trio_task():
         raise RuntimeError(outside_trio_message("run()"))
     if journal is not None or run_id is not None:
-        from ._journal import run_journaled
-
         if journal is None:
             msg = f"run(): run_id={run_id!r} was given without a journal to record it in"
             raise TypeError(msg)
-        layered = functools.partial(
-            compile_tree, agent, max_concurrency=max_concurrency, observer=observer, budget=budget
-        )
-        return await run_journaled(
-            agent, x, journal=journal, run_id=run_id, compile_tree=lambda ls: layered(leaf_layers=ls)
+        return await _run_journaled(
+            agent, x, journal, run_id, max_concurrency=max_concurrency, observer=observer, budget=budget
         )
     runner = compile_tree(agent, max_concurrency=max_concurrency, observer=observer, budget=budget)
     return await runner(x, agent.name)
+
+
+async def _run_journaled(
+    agent: Agent[Any, Any, Any],
+    x: object,
+    journal: object,
+    run_id: str | None,
+    *,
+    max_concurrency: int | None,
+    observer: Observer | None,
+    budget: SpendLimit[Any] | None,
+) -> Result[Any, Any]:
+    """Run ``agent`` with the leaf layer ``journal`` opens for ``run_id`` (``run(journal=, run_id=)``)."""
+    if not isinstance(journal, RunJournal):
+        msg = f"run(): journal must be a Journal (Journal.sqlite(path), ...), got {journal!r}"
+        raise TypeError(msg)
+    if not isinstance(run_id, str) or not run_id:
+        msg = f"run(): a journaled run needs a run_id (a non-empty string) to resume by, got {run_id!r}"
+        raise BuildError(msg)
+    single: BaseException
+    try:
+        async with journal._open_run(agent, run_id) as layer:
+            runner = compile_tree(
+                agent, max_concurrency=max_concurrency, observer=observer, budget=budget, leaf_layers=(layer,)
+            )
+            return await runner(x, agent.name)
+    except BaseExceptionGroup as group:
+        # The session's nursery (the journal's writer task) wraps what the
+        # run raised; a bug in an agent must come out as itself (DESIGN §1).
+        if len(group.exceptions) != 1:
+            raise
+        single = group.exceptions[0]
+    raise single
 
 
 def run_sync(
@@ -132,7 +159,7 @@ def run_sync(
     max_concurrency: int | None = None,
     observer: Observer | None = None,
     clock: trio.abc.Clock | None = None,
-    journal: Journal | None = None,
+    journal: RunJournal | None = None,
     run_id: str | None = None,
     budget: SpendLimit[_OB] | None = None,
 ) -> Result[_O, _E | _OB]:
@@ -352,9 +379,7 @@ def _compile_leaf(c: Compiler, leaf: Leaf[Any, Any, Any], env: Env) -> Runner:
         runner = _rated(runner, env.windows)
     if leaf.cached is not None:
         # Outside admission and budgets: a hit takes no slot and reserves nothing.
-        from ._cache import cache_layer
-
-        runner = cache_layer(c, leaf, env, runner)
+        runner = policy_layer(leaf.cached)(c, leaf, env, runner)
     # Layers (the journal) go outside admission: a leaf replayed from the
     # journal takes no limiter slot and no rate token (and reports itself).
     for layer in c.leaf_layers:

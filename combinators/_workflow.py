@@ -65,8 +65,6 @@ from ._check import _check_name
 from ._plan import Compiler, Env, compiles, segments
 from ._types import Runner
 
-if TYPE_CHECKING:
-    from ._mermaid import Block, MermaidGraph
 
 _In = TypeVar("_In")
 _WErr_co = TypeVar("_WErr_co", covariant=True)
@@ -556,33 +554,6 @@ class WorkflowNode(Agent[_In_contra, _Out_co, _Err_co]):
     on_failure: str
     output: int | None
     kind: ClassVar[str] = "workflow"
-
-    def _mermaid(self, graph: MermaidGraph) -> Block:
-        """A box titled with the workflow's name; an arrow per dependency.
-
-        Data dependencies are solid arrows, ``depend()`` orderings dotted.
-        """
-        from ._mermaid import Block
-
-        title = self.kind if self.name == self.kind else f"{self.kind}: {self.name}"
-        with graph.subgraph(title):
-            blocks: list[Block] = []
-            for kid in self.agents:
-                blocks.append(graph.draw(kid))
-        has_succ = [False] * len(blocks)
-        for i, ps in enumerate(self.preds):
-            data = set(self.data[i])
-            for p in ps:
-                has_succ[p] = True
-                graph.link(blocks[p], blocks[i], style="solid" if p in data else "dotted")
-        roots = [b for b, ps in zip(blocks, self.preds, strict=True) if not ps]
-        sinks = [b for b, used in zip(blocks, has_succ, strict=True) if not used]
-        if self.output is not None:
-            sinks = [blocks[self.output]]
-        return Block(
-            tuple(e for b in roots for e in b.entries),
-            tuple(e for b in sinks for e in b.exits),
-        )
 
 
 @compiles(WorkflowNode)

@@ -42,7 +42,7 @@ from combinators import (
     remote_traceback,
     run,
 )
-from combinators._executors import _process_dumps
+from combinators._processes import _process_dumps
 
 # A shared pool for most tests: workers are cached between runs, so only
 # the first test pays for starting them.

@@ -302,7 +302,7 @@ async def test_a_bug_in_an_agent_propagates_as_itself(tmp_path: Path) -> None:
 
 
 def test_journal_from_url() -> None:
-    from combinators._journal import MemoryJournal
+    from combinators._journal_store import MemoryJournal
     from combinators._journal_postgres import PostgresJournal
     from combinators._journal_sqlite import SqliteJournal
 
@@ -858,7 +858,7 @@ async def test_manifests_are_compared_by_content(tmp_path: Path) -> None:
 
 async def test_a_failing_database_is_not_retried_record_by_record_forever() -> None:
     """A batch that fails for every record stops being split after two alike failures."""
-    from combinators._journal import Op, _Batcher
+    from combinators._journal_store import Op, Batcher
 
     calls: list[int] = []
 
@@ -866,7 +866,7 @@ async def test_a_failing_database_is_not_retried_record_by_record_forever() -> N
         calls.append(len(batch))
         raise OSError("disk gone")
 
-    batcher = _Batcher(execute)
+    batcher = Batcher(execute)
     ops = [Op("finish", (f"p{i}", "h")) for i in range(50)]
     await batcher._write(ops)
     assert calls == [50, 1, 1]
@@ -875,10 +875,11 @@ async def test_a_failing_database_is_not_retried_record_by_record_forever() -> N
 
 def test_sqlite_commits_survive_a_killed_process_and_fsync_survives_power_loss(tmp_path: Path) -> None:
     """WAL + synchronous=NORMAL by default (a commit survives SIGKILL); fsync=True is FULL."""
-    from combinators._journal_sqlite import _connect
+    from combinators._journal_sqlite import SqliteJournal, _connect
 
     normal, full = 1, 2  # SQLite's codes for PRAGMA synchronous
     assert _connect(str(tmp_path / "a.db")).execute("PRAGMA synchronous").fetchone() == (normal,)
     assert _connect(str(tmp_path / "b.db"), True).execute("PRAGMA synchronous").fetchone() == (full,)
-    assert Journal.sqlite(str(tmp_path / "b.db"), fsync=True).fsync
+    durable = Journal.sqlite(str(tmp_path / "b.db"), fsync=True)
+    assert isinstance(durable, SqliteJournal) and durable.fsync
     assert repr(Journal.sqlite("x.db", fsync=True)) == "Journal.sqlite('x.db', fsync=True)"
