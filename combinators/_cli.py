@@ -57,7 +57,7 @@ from ._observe import Observer, Recorder, combine
 from ._progress import Progress
 from ._report import build_report
 from ._run import run
-from ._spend import FIELDS, Usage
+from ._exceptions import FIELDS, Usage
 from ._trace import write_trace
 
 EXIT_OK = 0

@@ -26,6 +26,7 @@ from typing import Any, Final, TypeAlias, TypeVar
 import attrs
 
 from ._expr import (
+    segments,
     Agent,
     Budgeted,
     Const,
@@ -42,9 +43,8 @@ from ._expr import (
     Timeout,
     Transform,
 )
-from ._plan import segments
 from ._exceptions import FIELDS, Usage, _exact
-from ._spend import Budget
+from ._budget import Budget
 
 _I = TypeVar("_I")
 

@@ -1182,3 +1182,16 @@ def check_budget(tree: Agent[Any, Any, Any], limit: Usage, where: str) -> None:
             f"declare it on the leaves with .costs(Usage({missing[0]}=...)) or drop it from the limit"
         )
         raise BuildError(msg)
+
+
+# --------------------------------------------------------------------------
+# Paths
+
+
+def segments(children: tuple[Agent[Any, Any, Any], ...]) -> tuple[str, ...]:
+    """Path suffixes (``"/name"``) for siblings, indexed where names repeat."""
+    names = [c.name for c in children]
+    seen: dict[str, int] = {}
+    for n in names:
+        seen[n] = seen.get(n, 0) + 1
+    return tuple(f"/{n}[{i}]" if seen[n] > 1 else f"/{n}" for i, n in enumerate(names))

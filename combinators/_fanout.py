@@ -36,11 +36,10 @@ import trio
 from returns.result import Failure, Result, Success
 
 from ._cancel import keep_first_crash, open_nursery
-from ._exceptions import AgentTypeError, AllFailed, BuildError, NoMajority
+from ._exceptions import AgentTypeError, AllFailed, BuildError, NoMajority, NodeCancelled
 from ._limits import PriorityLimiter
 from ._expr import Agent, LeafMode, Limit, Parallel, _require_agent
 from ._check import _fn_name, _require_callable, _seconds
-from ._workflow import NodeCancelled
 from ._observe import observed
 from ._plan import Compiler, Env, bare_leaf, compiles, segments
 from ._notes import not_a_result, note_function, note_node

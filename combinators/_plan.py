@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 import attrs
 
 from ._expr import Agent, Leaf, Priority
+from ._expr import segments as segments  # the rules name their children's paths with it
 from ._types import Runner
 
 if TYPE_CHECKING:
@@ -169,10 +170,3 @@ def bare_leaf(c: Compiler, node: Agent[Any, Any, Any], env: Env) -> Leaf[Any, An
     return node
 
 
-def segments(children: tuple[Agent[Any, Any, Any], ...]) -> tuple[str, ...]:
-    """Path suffixes (``"/name"``) for siblings, indexed where names repeat."""
-    names = [c.name for c in children]
-    seen: dict[str, int] = {}
-    for n in names:
-        seen[n] = seen.get(n, 0) + 1
-    return tuple(f"/{n}[{i}]" if seen[n] > 1 else f"/{n}" for i, n in enumerate(names))

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 import attrs
 
 from ._observe import Event, EventKind
-from ._spend import Usage, sum_usage
+from ._exceptions import Usage, sum_usage
 
 
 class NodeStatus(enum.Enum):
