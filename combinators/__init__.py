@@ -1,26 +1,23 @@
 """combinators: a typed combinator DSL for orchestrating async agents on trio.
 
-Layering (dependencies point one way):
+Layering (dependencies point one way, no cycle; docs/architecture.md,
+checked by tests/test_layers.py):
 
-* ``_expr`` is pure data: frozen nodes and operators; it imports no trio.
-  ``_exceptions`` (error values, misuse errors), ``_retry`` (backoff) and
-  ``_types`` are data too.
-* ``_plan`` compiles a tree into runners through a registry of rules; the
-  rules live next to their features: ``_run`` (leaves, ``|``, timeout,
-  retry, limits), ``_chain`` (``>>`` and friends as one loop), ``_fanout``
-  (with the task pool the orchestrators use), ``_stream``, ``_workflow``,
-  ``_control``, ``_executors``/``_ray``.
-* ``_run`` holds ``run``/``run_sync``: the only entry points that run trees.
-* ``_limits`` (priority limiter, rate window), ``_notes`` (how escaping
-  bugs are labelled), ``_cancel`` (fail-fast nurseries), ``_observe``
-  (events) and ``_journal*`` (durable runs) serve the interpreter;
-  ``_report``, ``_trace``, ``_progress`` (rich, imported on use), ``otel``,
-  ``_mermaid``, ``_json`` and ``_cli`` read trees and events; ``orchestration`` is the object-style API on top,
-  building trees only (it registers no rule); ``testing`` helps users test
-  their own trees.
-* ``aio`` (public) runs trees from asyncio: ``_aio`` hosts a trio guest run
-  per event loop; ``_aio_leaf`` is the trio side of asyncio leaves, read by
-  the leaf rules.
+* base and values: ``_exceptions`` (every error, and ``Usage``), ``_check``
+  (argument checks), ``_types``, ``_limits``, ``_retry``, and the
+  interfaces of what plugs in: ``_budget``, ``_cache_store``,
+  ``_executor_api``.
+* ``_expr`` is the tree: frozen nodes and operators, every node an
+  ``Agent`` method builds; it imports nothing above the values.
+* the interpreter: ``_plan`` compiles a tree into runners through a
+  registry of rules that live next to their features (``_run``, ``_chain``,
+  ``_control``, ``_fanout``, ``_workflow``, ``_executors``, ``_spend``);
+  ``_run`` holds ``run``/``run_sync``, the only entry points that run trees.
+* readers (``_json``, ``_report``, ``_trace``, ``_mermaid``, ``_estimate``),
+  then what plugs into a run (journals, caches, shared budgets, process
+  pools, Ray, observers), registered by ``_plugins``.
+* on top: ``orchestration`` (the object-style API, building trees only),
+  ``testing``, ``aio`` (trio guest runs on asyncio) and ``_cli``.
 """
 
 from __future__ import annotations

@@ -1,24 +1,46 @@
-"""Error values that flow through trees, and errors for misuse of the library.
+"""Every error the library produces, in one place: values that flow, and exceptions.
 
 Two channels (STYLE.md, "Errors"):
 
 * **Error values** are what agents fail with: they travel as ``Failure(e)``
   and are part of an agent's type.  The ones the library itself produces::
 
-      TimedOut       .timeout() ran out of trio time
-      Crashed        a lift() function raised; the exception is kept
-      AllFailed      first_success(): every operand failed
-      NoMajority     vote(): no strict majority
-      GaveUp         repeat(): the bound was reached
+      TimedOut        .timeout() ran out of trio time
+      Crashed         a lift() function raised; the exception is kept
+      AllFailed       first_success(), average_confidence(): every operand failed
+      NoMajority      vote(): no strict majority
+      GaveUp          repeat(): the bound was reached
+      NoBranch        switch(): no branch for the key and no default
+      OverBudget      .budget()/run(budget=): a leaf's declared Usage did not fit
+      WorkflowFailed  a workflow where some node did not succeed; each node's
+                      outcome is one of
+                        NodeSucceeded  ran and succeeded (its value)
+                        NodeFailed     ran and failed (its error value)
+                        NodeSkipped    never ran: a dependency did not succeed
+                        NodeCancelled  the workflow was cancelled first
 
-* **Misuse** raises at build time (or at the start of a run) with the closest
-  built-in exception::
+* **Exceptions** are raised, never turned into values.  Misuse raises at
+  build time (or at the start of a run) with the closest built-in::
 
       TypeError
        └── AgentTypeError      a non-callable, a sync function given to agent()
       ValueError
-       └── BuildError          bad argument (limit(0), empty name, ...)
-            └── CycleError     a workflow whose dependencies loop
+       ├── BuildError          bad argument (limit(0), empty name, ...)
+       │    ├── CycleError     a workflow whose dependencies loop
+       │    └── JournalMismatch  a run id resumed with another tree
+       └── JournalCorrupt      a stored record cannot be read back
+      RuntimeError
+       └── JournalWriteError   the journal's database refused a record
+      Exception
+       ├── RemoteError         stands in for a worker's exception that did not pickle
+       └── ForeignException    an exception rebuilt from JSON whose class is not here
+
+``Usage`` lives here too, with the ``OverBudget`` that carries it: Usage's
+checks raise ``BuildError`` and its ``_refusal`` names ``OverBudget``, so
+the three refer to each other and one module keeps the layers acyclic
+(docs/architecture.md).  Modules that defined these names before re-export
+them, so an exception stored under its old module (``Crashed`` in the
+journal keeps module and qualified name) still loads.
 """
 
 from __future__ import annotations
