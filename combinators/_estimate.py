@@ -219,7 +219,8 @@ class _Walker:
     ) -> None:
         from ._control import Bind, Repeat, Switch, When
         from ._executors import OnExecutor
-        from ._fanout import Aggregate, AverageConfidence, Collect, Each, FirstSuccess, TaskPool, Vote
+        from ._fanout import Aggregate, AverageConfidence, Collect, Each, FirstSuccess, Vote
+        from ._orchestration_pool import TaskPool
         from ._workflow import WorkflowNode
 
         if isinstance(node, Leaf):

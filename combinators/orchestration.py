@@ -76,7 +76,8 @@ from ._cancel import keep_first_crash
 from ._exceptions import AgentTypeError, AllFailed, BuildError, CycleError, NoMajority, TimedOut
 from ._expr import Agent, Priority, _check_name, _require_agent, agent, pure, succeed
 from ._expr import _seconds as _positive_seconds
-from ._fanout import Confident, HasConfidence, Stop as _Stop, TaskPool, average_confidence, collect, first_success, vote
+from ._fanout import Confident, HasConfidence, average_confidence, collect, first_success, vote
+from ._orchestration_pool import Stop as _Stop, TaskPool
 from ._run import run
 from ._stream import serve
 from ._workflow import NodeCancelled, NodeFailed, NodeSkipped, NodeSucceeded, Workflow, WorkflowFailed, WorkflowResult
