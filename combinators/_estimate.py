@@ -53,6 +53,22 @@ _Vec: TypeAlias = "tuple[_Num, ...]"
 _ZERO: Final[_Vec] = (0, 0, 0, 0)
 _INF: Final[_Vec] = (math.inf,) * 4
 
+_K = TypeVar("_K", bound=type)
+
+#: Node kinds defined above the core (the orchestrators' task pool) that
+#: run each of their ``operands`` at most once, on the node's own input.
+_GROUPS: set[type] = set()
+
+
+def estimates_as_group(kind: _K) -> _K:
+    """Register ``kind`` (a node class with ``operands``) to be bounded like ``|``: the sum of its operands.
+
+    For a node kind that lives above the core, so that this module does not
+    import it (``@compiles`` is its twin for running).
+    """
+    _GROUPS.add(kind)
+    return kind
+
 
 @attrs.frozen
 class Unbounded:
@@ -220,7 +236,6 @@ class _Walker:
         from ._control import Bind, Repeat, Switch, When
         from ._executors import OnExecutor
         from ._fanout import Aggregate, AverageConfidence, Collect, Each, FirstSuccess, Vote
-        from ._orchestration_pool import TaskPool
         from ._workflow import WorkflowNode
 
         if isinstance(node, Leaf):
@@ -250,9 +265,11 @@ class _Walker:
             todo.append(kid(node.second, s2, km, kh, _UNKNOWN))
             todo.append(kid(node.first, s1, km, kh, inp))
             return
-        if isinstance(node, Parallel | Vote | AverageConfidence | Aggregate | TaskPool | FirstSuccess):
-            operands = node.operands
-            group(tuple(operands))
+        if isinstance(node, Parallel | Vote | AverageConfidence | Aggregate | FirstSuccess):
+            group(tuple(node.operands))
+            return
+        if type(node) in _GROUPS:
+            group(tuple(getattr(node, "operands")))  # noqa: B009 - a registered kind's field
             return
         if isinstance(node, Transform | MapError | Recover | Timeout | Limit | Prioritized | Rate | OnExecutor | Collect):
             group((node.inner,))
