@@ -7,8 +7,8 @@ Layering (dependencies point one way):
   ``_types`` are data too.
 * ``_plan`` compiles a tree into runners through a registry of rules; the
   rules live next to their features: ``_run`` (leaves, ``|``, timeout,
-  retry, limits), ``_chain`` (``>>`` and friends as one loop), ``_fanout``
-  (with the task pool the orchestrators use), ``_stream``, ``_workflow``,
+  retry, limits), ``_chain`` (``>>`` and friends as one loop), ``_fanout``,
+  ``_stream``, ``_workflow``,
   ``_control``, ``_executors``/``_ray``.
 * ``_run`` holds ``run``/``run_sync``: the only entry points that run trees.
 * ``_limits`` (priority limiter, rate window), ``_notes`` (how escaping
@@ -16,7 +16,9 @@ Layering (dependencies point one way):
   (events) and ``_journal*`` (durable runs) serve the interpreter;
   ``_report``, ``_trace``, ``_progress`` (rich, imported on use), ``otel``,
   ``_mermaid``, ``_json`` and ``_cli`` read trees and events; ``orchestration`` is the object-style API on top,
-  building trees only (it registers no rule); ``testing`` helps users test
+  building trees from the public names; from the core it takes only
+  ``_internal`` (the internal API), through which ``_orchestration_pool``
+  adds its one node kind, the task pool; ``testing`` helps users test
   their own trees.
 * ``aio`` (public) runs trees from asyncio: ``_aio`` hosts a trio guest run
   per event loop; ``_aio_leaf`` is the trio side of asyncio leaves, read by

@@ -15,32 +15,45 @@ object style                           combinator tree it builds
 =====================================  ======================================
 ``AgentTask(name, a, x)``              ``(succeed(x) >> a).named(name)``
 ``task.with_priority(p)``              ``.priority(p)``
-``ParallelOrchestrator().tree(ts)``    a task pool of the task trees (below)
 ``with_timeout(s)``                    ``.timeout(s)`` on every task's tree
-``with_concurrency(n)``                the pool starts at most ``n`` tasks
-                                       at once, by priority then task order
-``collecting_errors()``                the pool never stops early
-default (fail-fast)                    the pool stops at the first failure
+``ParallelOrchestrator().tree(ts)``    ``tasks(t1, t2, ..., stop_at='failure')``
+                                       (the task pool, below): a
+                                       cancelling ``Workflow`` of the tasks
+``collecting_errors()``                ``tasks(t1, t2, ...)``: as
+                                       ``collect(t1 | t2 | ...)``
+``with_concurrency(n)``                ``tasks(..., max_concurrency=n)``
 ``FirstSuccessfulAggregator()``        ``first_success(t1, t2, ...)``
 ``MajorityVoteAggregator(key)``        ``vote(t1, t2, ..., key=key)``
 ``AverageConfidenceAggregator()``      ``average_confidence(t1, t2, ...)``
-a ``ResultAggregator`` (``f``)         ``pool >> agent(f.aggregate)``
-``execute_streaming``                  the pool, each task followed by a
-                                       leaf handing its outcome over
+  ... under ``with_concurrency(n)``    ``tasks(...) >> <the same>(picks)``
+a ``ResultAggregator`` ``r``           ``tasks(...) >> agent(r.aggregate)``
+``execute_streaming(ts)``              ``tasks(collect(t1) >> hand_over,
+                                       ...)`` read as ``stream``'s
+                                       ``Outcomes``
 ``AgentChain().then(a).then(b)``       ``a >> b``
 ``then_with_transform(b, f)``          ``pure(f) >> b``
 ``then_with_fallback(b, fallback)``    ``b.fallback(c)`` / ``b.recover(f)``
-``HierarchicalOrchestrator``           ``Workflow`` (``after=`` per
-                                       dependency), ``.limit(n)``
+``SequentialOrchestrator()``           the chain, ``.named("chain")``
+``continuing_on_failure()``            each link wrapped to carry its
+                                       failures (``collect``, ``|``,
+                                       ``when``) >> ``ChainOutcome``
+``HierarchicalOrchestrator``           ``Workflow``: ``add(..., after=)``
+``add_dependency(node, on)``           per dependency; ``build(on_failure)``
+``with_concurrency(n)``                ``.limit(n)`` on that workflow
+``execute(...)``                       ``run(tree, ...)``, at most
+                                       unwrapping the value
 =====================================  ======================================
 
-The task pool is the one node kind this layer adds.  The core's limits
-count *leaves* (``.limit(n)``, ``run(max_concurrency=n)``), and so does the
-width of ``each`` and ``stream``, which comes from the limiter in force;
-the reference's ``max_concurrency`` counts *tasks* (a task that is
-``a | b`` holds one slot).  The pool is ``each``'s worker loop with its
-width given directly: ``n`` workers pull the next task, in priority order,
-only when a slot is free.
+The task pool (``_orchestration_pool``) is the one node kind this layer
+adds.  The core's limits count *leaves* (``.limit(n)``,
+``run(max_concurrency=n)``, and the width of ``each`` and ``stream``); the
+reference's ``max_concurrency`` counts *tasks* (a task that is ``a | b``
+holds one slot), and its fail-fast result still names every task's
+outcome.  The pool is ``each``'s worker loop with its width given
+directly: ``n`` workers pull the next task, in priority order, only when a
+slot is free.  Everything else here is the public combinators, plus the
+internal API of ``_internal``; docs/glossary.md maps the reference's words
+to the core's.
 
 See docs/orchestration.md for the decisions this layer takes where the
 reference design is silent.
