@@ -66,54 +66,16 @@ import operator
 from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import timedelta
-from typing import (
-    TYPE_CHECKING,
-    Any,
-    ClassVar,
-    Generic,
-    Literal,
-    Never,
-    Protocol,
-    TypeAlias,
-    TypeVar,
-    cast,
-    final,
-    overload,
-)
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Never, Protocol, TypeAlias, TypeVar, cast, final, overload
 
 import attrs
 import trio
 from returns.result import Failure, Result, Success
 
-from . import (
-    Agent,
-    AgentTypeError,
-    AllFailed,
-    BuildError,
-    Confident,
-    CycleError,
-    HasConfidence,
-    NodeCancelled,
-    NodeFailed,
-    NodeSkipped,
-    NodeSucceeded,
-    NoMajority,
-    Outcomes,
-    Priority,
-    TimedOut,
-    Workflow,
-    WorkflowFailed,
-    WorkflowResult,
-    agent,
-    average_confidence,
-    collect,
-    first_success,
-    pure,
-    run,
-    succeed,
-    vote,
-    when,
-)
+from . import Agent, AgentTypeError, AllFailed, BuildError, Confident, CycleError, HasConfidence, NoMajority
+from . import NodeCancelled, NodeFailed, NodeSkipped, NodeSucceeded, Outcomes, Priority, TimedOut
+from . import Workflow, WorkflowFailed, WorkflowResult
+from . import agent, average_confidence, collect, first_success, pure, run, succeed, vote, when
 from ._internal import check_name, keep_first_crash, require_agent, serve
 from ._internal import seconds as positive_seconds
 from ._orchestration_pool import StopAt, TaskOutcomes, task_pool
