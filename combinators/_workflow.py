@@ -156,20 +156,6 @@ class NodeCancelled:
 
 
 NodeOutcome: TypeAlias = NodeSucceeded[object] | NodeFailed[_E] | NodeSkipped | NodeCancelled
-"""What became of one workflow node; a type alias, documented (and doctested) in ``__test__``."""
-
-__test__ = {
-    "NodeOutcome": """The type of :attr:`WorkflowFailed.outcomes`' values: one of four records.
-
-    >>> from combinators import NodeFailed, NodeOutcome, Workflow, fail, run_sync
-    >>> wf, bad = Workflow.start(int).add("bad", fail("down"))
-    >>> outcome: NodeOutcome[str] = run_sync(wf.build(), 7).failure().outcome(bad)
-    >>> match outcome:
-    ...     case NodeFailed(error):
-    ...         print("failed with", error)
-    failed with down
-    """,
-}
 
 
 @final
