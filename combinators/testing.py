@@ -202,6 +202,7 @@ def agent_trees(
     max_leaves: int = 10,
     leaves: SearchStrategy[Agent[Any, Any, Any]] | None = None,
     kinds: Collection[TreeKind] = DEFAULT_KINDS,
+    limit_leaves: SearchStrategy[Agent[Any, Any, Any]] | None = None,
     functions: SearchStrategy[Callable[[Any], Any]] | None = None,
     max_width: int = 2,
 ) -> SearchStrategy[Agent[Any, Any, Any]]:
@@ -215,8 +216,10 @@ def agent_trees(
     (with a function drawn from ``functions``, the identity by default),
     ``fallback``, ``timeout`` (0.5, 1.5, 2.5, 4.5 or 7.5 seconds),
     ``retry`` (0–3 more attempts, ``Backoff(base=1, factor=2, cap=4)``) and ``limit``
-    (``.limit(1)`` over a ``|`` group of 2 to ``max_width`` leaves, whose
-    leaves then run one at a time).  Whole-second leaves with half-second
+    (``.limit(1)`` over a ``|`` group of 2 to ``max_width`` leaves drawn
+    from ``limit_leaves``, default ``leaves``; they then run one at a time,
+    admitted in either order when they arrive together, so pass leaves
+    that succeed where a test needs the time exactly).  Whole-second leaves with half-second
     timeouts and whole-second backoffs keep every run's virtual time exact,
     so a test can compare times as well as results.
 
@@ -253,6 +256,7 @@ def agent_trees(
 
     base = leaves if leaves is not None else fake_leaf()
     fns = functions if functions is not None else st.just(_identity)
+    limited = limit_leaves if limit_leaves is not None else base
 
     def group(operands: list[Agent[Any, Any, Any]]) -> Agent[Any, Any, Any]:
         tree: Agent[Any, Any, Any] = operands[0] | operands[1]
@@ -270,7 +274,7 @@ def agent_trees(
             "recover": st.builds(lambda a, f: a.recover(f), children, fns),
             "timeout": st.builds(lambda a, s: a.timeout(s), children, st.sampled_from(_TREE_TIMEOUTS)),
             "retry": st.builds(lambda a, n: a.retry(n, backoff=_TREE_BACKOFF), children, st.integers(0, 3)),
-            "limit": st.lists(base, min_size=2, max_size=max_width).map(lambda ops: group(ops).limit(1)),
+            "limit": st.lists(limited, min_size=2, max_size=max_width).map(lambda ops: group(ops).limit(1)),
         }
         return st.one_of([build[kind] for kind in _ALL_KINDS if kind in kinds])
 
