@@ -45,7 +45,13 @@ _S = TypeVar("_S")
 
 @attrs.frozen
 class NoBranch:
-    """A ``switch`` at ``path`` got a key with no branch and had no default."""
+    """A ``switch`` at ``path`` got a key with no branch and had no default.
+
+    >>> from combinators import pure, run_sync, switch
+    >>> route = switch(len, {1: pure(str.upper)}).named("route")
+    >>> run_sync(route, "abc")
+    <Failure: NoBranch(key=3, path='route')>
+    """
 
     key: Any
     path: str

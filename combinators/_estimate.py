@@ -72,7 +72,14 @@ def estimates_as_group(kind: _K) -> _K:
 
 @attrs.frozen
 class Unbounded:
-    """A node whose spend the tree cannot bound, and what to state to bound it."""
+    """A node whose spend the tree cannot bound, and what to state to bound it.
+
+    >>> from combinators import Usage, each, pure
+    >>> ask = pure(str.upper).costs(Usage(calls=1))
+    >>> est = estimate(pure(str.split) >> each(ask), "a b")
+    >>> est.bounded, [u.path for u in est.unbounded]
+    (False, ['seq/each'])
+    """
 
     path: str
     reason: str
@@ -133,6 +140,11 @@ def estimate(agent: Agent[_I, Any, Any], x: _I) -> Estimate:
     a list computed at run time needs ``each(..., at_most=n)``, else the
     estimate names it in ``unbounded``.  ``x`` is never iterated: an
     iterator counts as unknown.
+
+    >>> from combinators import Usage, each, pure
+    >>> ask = pure(str.upper).costs(Usage(calls=1, cost=0.5))
+    >>> estimate(each(ask.retry(1)), ["a", "b", "c"]).most
+    Usage(calls=6, input_tokens=None, output_tokens=None, cost=3.0)
     """
     if not isinstance(agent, Agent):
         msg = f"estimate() expects an Agent, got {type(agent).__name__} {agent!r}"

@@ -34,7 +34,13 @@ _S_co = TypeVar("_S_co", covariant=True)
 
 @attrs.frozen
 class TimedOut:
-    """The subtree at ``path`` did not finish within ``seconds`` of trio time."""
+    """The subtree at ``path`` did not finish within ``seconds`` of trio time.
+
+    >>> from combinators.testing import fake, run_virtual
+    >>> result, _ = run_virtual(fake("slow", delay=9).timeout(1).named("ask"), None)
+    >>> result.failure()
+    TimedOut(path='ask', seconds=1.0)
+    """
 
     path: str
     seconds: float
@@ -46,6 +52,13 @@ class Crashed:
 
     Two ``Crashed`` are equal when their paths, exception types and messages
     are: exceptions themselves compare by identity, which is rarely useful.
+
+    >>> from combinators import lift, run_sync
+    >>> crashed = run_sync(lift(int).named("parse"), "x").failure()
+    >>> crashed.path, type(crashed.exception).__name__
+    ('parse', 'ValueError')
+    >>> crashed == Crashed(ValueError("invalid literal for int() with base 10: 'x'"), "parse")
+    True
     """
 
     exception: Exception
@@ -66,7 +79,12 @@ class Crashed:
 
 @attrs.frozen
 class AllFailed(Generic[_E_co]):
-    """Every operand of a ``first_success`` failed; errors in operand order."""
+    """Every operand of a ``first_success`` failed; errors in operand order.
+
+    >>> from combinators import fail, first_success, run_sync
+    >>> run_sync(first_success(fail("a down"), fail("b down")), None)
+    <Failure: AllFailed(errors=('a down', 'b down'))>
+    """
 
     errors: tuple[_E_co, ...]
 
@@ -77,6 +95,10 @@ class NoMajority:
 
     ``candidates`` lists each distinct (key of a) success value with its count,
     most votes first; ``failures`` counts the operands that failed.
+
+    >>> from combinators import fail, succeed, run_sync, vote
+    >>> run_sync(vote(succeed("yes"), succeed("no"), fail("?")), None).failure()
+    NoMajority(candidates=(('yes', 1), ('no', 1)), failures=1)
     """
 
     candidates: tuple[tuple[Any, int], ...]
@@ -85,22 +107,58 @@ class NoMajority:
 
 @attrs.frozen
 class GaveUp(Generic[_S_co]):
-    """A ``repeat`` ran ``rounds`` rounds without its condition holding."""
+    """A ``repeat`` ran ``rounds`` rounds without its condition holding.
+
+    >>> from combinators import pure, repeat, run_sync
+    >>> run_sync(repeat(pure(lambda n: n + 1), until=lambda n: n > 100, max_times=3), 0)
+    <Failure: GaveUp(last_state=3, rounds=3)>
+    """
 
     last_state: _S_co
     rounds: int
 
 
 class AgentTypeError(TypeError):
-    """Something that is not an agent (or the wrong kind of function) was given."""
+    """Something that is not an agent (or the wrong kind of function) was given.
+
+    A ``TypeError``, raised when the tree is built.
+
+    >>> from combinators import agent
+    >>> try:
+    ...     agent(len)
+    ... except AgentTypeError as exc:
+    ...     print(str(exc)[:40])
+    agent() expects an `async def` returning
+    """
 
 
 class BuildError(ValueError):
-    """A tree or workflow was built with an argument it cannot run with."""
+    """A tree or workflow was built with an argument it cannot run with.
+
+    A ``ValueError``, raised when the tree is built; the message names the
+    node and the fix.
+
+    >>> from combinators import pure
+    >>> try:
+    ...     pure(str).limit(0)
+    ... except BuildError as exc:
+    ...     print(type(exc).__name__, isinstance(exc, ValueError))
+    BuildError True
+    """
 
 
 class CycleError(BuildError):
-    """A workflow's dependencies form a cycle; ``cycle`` lists it in order."""
+    """A workflow's dependencies form a cycle; ``cycle`` lists it in order.
+
+    >>> from combinators import Workflow, pure
+    >>> wf, a = Workflow.start(int).add("a", pure(str))
+    >>> wf, b = wf.add("b", pure(len), after=a)
+    >>> try:
+    ...     wf.depend("a", on="b").build()
+    ... except CycleError as exc:
+    ...     print(exc.cycle)
+    ('a', 'b', 'a')
+    """
 
     def __init__(self, cycle: tuple[Hashable, ...]) -> None:
         self.cycle = cycle

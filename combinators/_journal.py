@@ -75,6 +75,16 @@ class JournalMismatch(BuildError):
 
     ``path`` names the first node that differs (in the order ``walk()``
     visits nodes).  Start a new run id, or restore the tree, to go on.
+
+    >>> from combinators import pure, run_sync
+    >>> journal = Journal.memory()
+    >>> run_sync(pure(str.upper).named("step"), "a", journal=journal, run_id="r1")
+    <Success: A>
+    >>> try:
+    ...     run_sync(pure(str.lower).named("other"), "a", journal=journal, run_id="r1")
+    ... except JournalMismatch as exc:
+    ...     print(exc.run_id, exc.path)
+    r1 other
     """
 
     def __init__(self, run_id: str, path: str, detail: str) -> None:
@@ -95,6 +105,16 @@ class LeafContext:
     ``idempotency_key`` is the same for every attempt, so an external
     service can deduplicate the side effects of an at-least-once leaf;
     ``input_hash`` is the SHA-256 of the leaf's canonical input.
+
+    >>> from returns.result import Result, Success
+    >>> from combinators import agent, run_sync
+    >>> @agent
+    ... async def send(text: str) -> Result[str, str]:
+    ...     ctx = current_leaf()
+    ...     assert ctx is not None and len(ctx.idempotency_key) == 64
+    ...     return Success(f"{ctx.run_id} {ctx.path} attempt {ctx.attempt}")
+    >>> run_sync(send, "hi", journal=Journal.memory(), run_id="r1")
+    <Success: r1 send attempt 1>
     """
 
     run_id: str
@@ -127,6 +147,23 @@ class Permanent(Protocol):
     A failure is journaled (and replayed on resume, instead of running the
     leaf again) only when its error value has a true ``permanent``
     attribute.  Other failures are transient: the leaf runs again on resume.
+
+    >>> import attrs
+    >>> from returns.result import Failure, Result
+    >>> from combinators import agent, run_sync
+    >>> @attrs.frozen
+    ... class Refused:
+    ...     permanent: bool = True
+    >>> isinstance(Refused(), Permanent)
+    True
+    >>> calls = []
+    >>> @agent
+    ... async def pay(amount: int) -> Result[str, Refused]:
+    ...     calls.append(amount)
+    ...     return Failure(Refused())
+    >>> journal = Journal.memory()
+    >>> [run_sync(pay, 5, journal=journal, run_id="r1") for _ in range(2)], calls
+    ([<Failure: Refused(permanent=True)>, <Failure: Refused(permanent=True)>], [5])
     """
 
     @property
@@ -139,7 +176,15 @@ def _is_permanent(error: object) -> bool:
 
 @attrs.frozen
 class JournalRecord:
-    """One row of a journal, as :meth:`Journal.records` lists them."""
+    """One row of a journal, as :meth:`Journal.records` lists them.
+
+    >>> import trio
+    >>> from combinators import pure, run_sync
+    >>> journal = Journal.memory()
+    >>> _ = run_sync(pure(str.upper).named("up"), "a", journal=journal, run_id="r1")
+    >>> [(r.path, r.name, r.attempts, r.done, r.ok) for r in trio.run(journal.records, "r1")]
+    [('up', 'up', 1, True, True)]
+    """
 
     path: str
     input_hash: str
@@ -351,6 +396,15 @@ class Journal(abc.ABC):
     holds no connection between runs; each ``run`` opens its own session.
     ``converter`` (a cattrs converter) encodes inputs and outputs; register
     hooks on it for types cattrs does not know.
+
+    >>> from combinators import run_sync
+    >>> from combinators.testing import Calls, fake
+    >>> journal, calls = Journal.memory(), Calls()
+    >>> step = fake("step", fn=str.upper, calls=calls)
+    >>> run_sync(step, "a", journal=journal, run_id="r1"), run_sync(step, "a", journal=journal, run_id="r1")
+    (<Success: A>, <Success: A>)
+    >>> len(calls.started)  # the second run replayed the recorded success
+    1
     """
 
     converter: cattrs.Converter
@@ -798,6 +852,12 @@ class JournalCorrupt(ValueError):
     Raised when a resumed run meets a record that was changed by hand or
     written by an incompatible version of the leaf; names the leaf and the
     run.  Start a new run id (or delete the run's records) to go on.
+
+    >>> exc = JournalCorrupt("r1", "fetch", "not valid JSON")
+    >>> exc.run_id, exc.path, isinstance(exc, ValueError)
+    ('r1', 'fetch', True)
+    >>> print(str(exc)[:64])
+    journal run 'r1': the record of leaf 'fetch' cannot be read back
     """
 
     def __init__(self, run_id: str, path: str, detail: str) -> None:
@@ -1012,6 +1072,10 @@ class JournalWriteError(RuntimeError):
     Names the run and the leaf; the other records of the same batch are
     kept (a failed batch is written again record by record).  The cause is
     the database's own error.
+
+    >>> exc = JournalWriteError("r1", "fetch", "disk full")
+    >>> exc.run_id, exc.path, str(exc)
+    ('r1', 'fetch', "journal run 'r1': cannot record leaf 'fetch': disk full")
     """
 
     def __init__(self, run_id: str, path: str, detail: str, *, action: str = "record") -> None:

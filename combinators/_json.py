@@ -106,6 +106,13 @@ class ForeignException(Exception):
 
     ``type_name`` and ``module`` name the original class; ``args`` are
     the original arguments (or its message).
+
+    >>> from combinators import Crashed
+    >>> data = converter.unstructure(Crashed(ValueError("bad"), "parse"))
+    >>> data["exception"], data["module"] = "GoneError", "elsewhere"  # a class this process lacks
+    >>> exc = converter.structure(data, Crashed).exception
+    >>> isinstance(exc, ForeignException), str(exc)
+    (True, 'GoneError: bad')
     """
 
     def __init__(self, type_name: str, module: str, *args: object) -> None:

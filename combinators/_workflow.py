@@ -91,7 +91,14 @@ _FROM_TUPLE: Final = 2  # `after=(h1, ...)`: a tuple of outputs
 @final
 @attrs.frozen
 class NodeSucceeded(Generic[_T_co]):
-    """The node ran and succeeded with ``value``."""
+    """The node ran and succeeded with ``value``.
+
+    >>> from combinators import Workflow, fail, pure, run_sync
+    >>> wf, ok = Workflow.start(int).add("ok", pure(str))
+    >>> wf, bad = wf.add("bad", fail("down"))
+    >>> run_sync(wf.build(), 7).failure().outcome(ok)
+    NodeSucceeded(value='7')
+    """
 
     value: _T_co
 
@@ -99,7 +106,13 @@ class NodeSucceeded(Generic[_T_co]):
 @final
 @attrs.frozen
 class NodeFailed(Generic[_E_co]):
-    """The node ran and failed with the error value ``error``."""
+    """The node ran and failed with the error value ``error``.
+
+    >>> from combinators import Workflow, fail, run_sync
+    >>> wf, bad = Workflow.start(int).add("bad", fail("down"))
+    >>> run_sync(wf.build(), 7).failure().outcome(bad)
+    NodeFailed(error='down')
+    """
 
     error: _E_co
 
@@ -111,6 +124,12 @@ class NodeSkipped:
 
     ``because`` is the direct dependency whose failure (or skip) reached this
     node first; follow the chain of ``because`` to find the failed node.
+
+    >>> from combinators import Workflow, fail, pure, run_sync
+    >>> wf, bad = Workflow.start(int).add("bad", fail("down"))
+    >>> wf, after = wf.add("after", pure(str), after=bad)
+    >>> run_sync(wf.build(), 7).failure().outcome(after)
+    NodeSkipped(because='bad')
     """
 
     because: str
@@ -123,6 +142,14 @@ class NodeCancelled:
 
     ``started`` tells whether it was running (True) or still waiting for its
     dependencies (False).
+
+    >>> from combinators import Workflow, fail
+    >>> from combinators.testing import fake, run_virtual
+    >>> wf, bad = Workflow.start(int).add("bad", fail("down"))
+    >>> wf, slow = wf.add("slow", fake("slow", delay=5))
+    >>> result, elapsed = run_virtual(wf.build(on_failure="cancel"), 7)
+    >>> result.failure().outcome(slow), elapsed
+    (NodeCancelled(started=True), 0.0)
     """
 
     started: bool
@@ -137,6 +164,13 @@ class Node(Generic[_T_co]):
 
     Handles are returned by :meth:`Workflow.add`; pass them as ``after=`` to
     later additions and use them to read a result (``result[handle]``).
+
+    >>> from combinators import Workflow, pure, run_sync
+    >>> wf, length = Workflow.start(str).add("length", pure(len))
+    >>> length
+    Node('length')
+    >>> run_sync(wf.build(), "four").unwrap()[length]
+    4
     """
 
     __slots__ = ("_link",)
@@ -219,6 +253,13 @@ class WorkflowFailed(Generic[_E_co]):
     :class:`NodeSucceeded`, :class:`NodeFailed`, :class:`NodeSkipped` or
     :class:`NodeCancelled`.  ``first`` names the node whose failure came
     first in trio time.
+
+    >>> from combinators import Workflow, fail, pure, run_sync
+    >>> wf, ok = Workflow.start(int).add("ok", pure(str))
+    >>> wf, bad = wf.add("bad", fail("down"))
+    >>> failed = run_sync(wf.build(), 7).failure()
+    >>> failed.first, failed.errors, failed.value(ok)
+    ('bad', {'bad': 'down'}, '7')
     """
 
     items: tuple[tuple[str, NodeOutcome[_E_co]], ...]

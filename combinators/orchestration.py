@@ -250,6 +250,10 @@ class ResultAggregator(Protocol[_R_co, _RE_co]):
     ...     def aggregate(self, results: dict[str, Result[object, object]]) -> Result[int, str]:
     ...         return Success(sum(isinstance(r, Success) for r in results.values()))
     >>> orchestrator = ParallelOrchestrator().with_aggregator(CountSuccesses())
+    >>> import trio
+    >>> from combinators import fail, succeed
+    >>> trio.run(orchestrator.execute, [AgentTask("a", succeed(1), None), AgentTask("b", fail("x"), None)])
+    <Success: 1>
     """
 
     def aggregate(self, results: dict[str, Result[Any, Any]], /) -> Result[_R_co, _RE_co]:
@@ -277,7 +281,14 @@ class _FanOut:
 @final
 @attrs.frozen
 class FirstSuccessfulAggregator(_FanOut):
-    """Race the tasks; the first success wins and the rest are cancelled (``first_success``)."""
+    """Race the tasks; the first success wins and the rest are cancelled (``first_success``).
+
+    >>> import trio
+    >>> from combinators import fail, succeed
+    >>> tasks = [AgentTask("a", fail("down"), None), AgentTask("b", succeed("ok"), None)]
+    >>> trio.run(ParallelOrchestrator(aggregator=FirstSuccessfulAggregator()).execute, tasks)
+    <Success: ok>
+    """
 
     _stop: ClassVar[StopAt] = "success"
 
@@ -288,7 +299,14 @@ class FirstSuccessfulAggregator(_FanOut):
 @final
 @attrs.frozen
 class MajorityVoteAggregator(_FanOut):
-    """The success value more than half of the tasks agree on (``vote``), compared by ``key``."""
+    """The success value more than half of the tasks agree on (``vote``), compared by ``key``.
+
+    >>> import trio
+    >>> from combinators import succeed
+    >>> tasks = [AgentTask(n, succeed(v), None) for n, v in [("a", "Yes"), ("b", "yes"), ("c", "no")]]
+    >>> trio.run(ParallelOrchestrator(aggregator=MajorityVoteAggregator(key=str.lower)).execute, tasks)
+    <Success: Yes>
+    """
 
     key: Callable[[Any], Hashable] | None = None
 
@@ -299,7 +317,17 @@ class MajorityVoteAggregator(_FanOut):
 @final
 @attrs.frozen
 class AverageConfidenceAggregator(_FanOut):
-    """The mean ``confidence`` of the successful outputs (``average_confidence``)."""
+    """The mean ``confidence`` of the successful outputs (``average_confidence``).
+
+    >>> import attrs, trio
+    >>> from combinators import succeed
+    >>> @attrs.frozen
+    ... class Guess:
+    ...     confidence: float
+    >>> tasks = [AgentTask("a", succeed(Guess(0.5)), None), AgentTask("b", succeed(Guess(0.75)), None)]
+    >>> trio.run(ParallelOrchestrator(aggregator=AverageConfidenceAggregator()).execute, tasks).unwrap().mean
+    0.625
+    """
 
     def _fanout(self, agents: Sequence[Agent[Any, Any, Any]]) -> Agent[Any, Any, Any]:
         return average_confidence(*agents)
@@ -800,7 +828,15 @@ class AgentChain(Generic[_I, _O, _E]):
 @final
 @attrs.frozen
 class StepFailure:
-    """A chain step that failed: its name and error (see ``ChainOutcome``)."""
+    """A chain step that failed: its name and error (see ``ChainOutcome``).
+
+    >>> import trio
+    >>> from combinators import fail, pure
+    >>> chain = AgentChain().then_with_fallback(fail("down").named("primary"), fallback=pure(str.upper))
+    >>> outcome = trio.run(SequentialOrchestrator(continue_on_failure=True).execute, chain, "ok")
+    >>> outcome.failures
+    (StepFailure(step='primary', error='down'),)
+    """
 
     step: str
     error: object
@@ -814,6 +850,12 @@ class ChainOutcome(Generic[_O, _E]):
     ``result`` is the chain's final ``Result`` (the same as running the
     plain chain); ``failures`` lists every step that failed on the way, in
     order, including steps whose fallback then took over.
+
+    >>> import trio
+    >>> from combinators import fail, pure
+    >>> chain = AgentChain().then(pure(len)).then(fail("no").named("check"))
+    >>> trio.run(SequentialOrchestrator(continue_on_failure=True).execute, chain, "abc")
+    ChainOutcome(result=<Failure: no>, failures=(StepFailure(step='check', error='no'),))
     """
 
     result: Result[_O, _E]
@@ -1041,6 +1083,12 @@ class OrchestratorNode:
     A node is an agent; these build the usual kinds.  ``add_node`` also
     takes a chain or a list of tasks directly, and any orchestrator's
     ``tree(...)`` is a node too.
+
+    >>> from combinators import pure, run_sync
+    >>> run_sync(OrchestratorNode.parallel(pure(min), pure(max)), [3, 1, 2])
+    <Success: (1, 3)>
+    >>> run_sync(OrchestratorNode.tasks([AgentTask("n", pure(len), "abc")]), None)
+    <Success: {'n': 3}>
     """
 
     @staticmethod
@@ -1117,6 +1165,17 @@ class HierarchicalOrchestrator:
     Refused when the call is made: a duplicate node name, a dependency
     naming a node not added yet, and a dependency that would close a cycle
     (``CycleError`` naming the whole cycle).
+
+    >>> import trio
+    >>> from combinators import pure
+    >>> dag = (
+    ...     HierarchicalOrchestrator()
+    ...     .add_node("words", pure(str.split))
+    ...     .add_node("count", pure(len))
+    ...     .add_dependency("count", depends_on="words")
+    ... )
+    >>> trio.run(dag.execute, "to be or not")
+    {'words': <Success: ['to', 'be', 'or', 'not']>, 'count': <Success: 4>}
     """
 
     max_concurrency: int | None
