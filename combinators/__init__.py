@@ -16,7 +16,9 @@ checked by tests/test_layers.py):
 * readers (``_json``, ``_report``, ``_trace``, ``_mermaid``, ``_estimate``),
   then what plugs into a run (journals, caches, shared budgets, process
   pools, Ray, observers), registered by ``_plugins``.
-* on top: ``orchestration`` (the object-style API, building trees only),
+* on top: ``orchestration`` (the object-style API, building trees from the
+  public names and ``_internal``, the internal API, through which
+  ``_orchestration_pool`` adds its one node kind, the task pool),
   ``testing``, ``aio`` (trio guest runs on asyncio) and ``_cli``.
 """
 
@@ -80,6 +82,7 @@ from ._fanout import first_success as first_success
 from ._fanout import vote as vote
 from ._json import converter as converter
 from ._journal_store import Journal as Journal
+from ._json import converter as json_converter
 from ._journal import JournalRecord as JournalRecord
 from ._journal import LeafContext as LeafContext
 from ._journal import Permanent as Permanent
@@ -95,6 +98,7 @@ from ._observe import EventKind as EventKind
 from ._observe import Observer as Observer
 from ._observe import Recorder as Recorder
 from ._observe import combine as combine
+from ._observe import combine_observers as combine_observers
 from ._progress import Progress as Progress
 from ._ray import RayCluster as RayCluster
 from ._ray import ray_cluster as ray_cluster
@@ -120,7 +124,6 @@ __all__ = [
     "AgentTypeError",
     "AllFailed",
     "Backoff",
-    "Block",
     "Budget",
     "BuildError",
     "Cache",
@@ -141,7 +144,6 @@ __all__ = [
     "JournalRecord",
     "JournalWriteError",
     "LeafContext",
-    "MermaidGraph",
     "NoBranch",
     "NoMajority",
     "Node",
@@ -166,7 +168,6 @@ __all__ = [
     "RemoteError",
     "RetryAfter",
     "RunReport",
-    "SpendLimit",
     "StartWindow",
     "TimedOut",
     "Unbounded",
@@ -181,14 +182,14 @@ __all__ = [
     "build_report",
     "charge",
     "collect",
-    "combine",
-    "converter",
+    "combine_observers",
     "current_leaf",
     "each",
     "estimate",
     "fail",
     "first_success",
     "in_task",
+    "json_converter",
     "lift",
     "processes",
     "pure",
@@ -208,3 +209,41 @@ __all__ = [
     "when",
     "write_trace",
 ]
+
+#: Importable for code written against earlier versions, but not the public
+#: surface (docs/decisions.md, "Public surface"): ``combine`` and
+#: ``converter`` are the first names of ``combine_observers`` and
+#: ``json_converter``; ``Block`` and ``MermaidGraph`` are the drawing API of
+#: node classes inside the package; ``SpendLimit`` only types ``budget=``.
+_NOT_EXPORTED = ("Block", "MermaidGraph", "SpendLimit", "combine", "converter")
+
+__test__ = {
+    # Values and type aliases carry no docstring of their own: their
+    # examples live here, where doctest finds them.
+    "json_converter": """The cattrs converter that turns inputs, outputs, errors and reports into JSON and back.
+
+    The journal and the cache use it unless given ``converter=``; register
+    hooks on it (or on a copy) for types cattrs does not know.
+
+    >>> from returns.result import Failure, Result
+    >>> from combinators import TimedOut, json_converter
+    >>> data = json_converter.unstructure(Failure(TimedOut("p/fetch", 2.0)))
+    >>> data
+    {'failure': {'path': 'p/fetch', 'seconds': 2.0, 'type': 'TimedOut'}}
+    >>> json_converter.structure(data, Result[int, TimedOut])
+    <Failure: TimedOut(path='p/fetch', seconds=2.0)>
+    """,
+    "NodeOutcome": """What became of one workflow node: a type alias of the four outcome records.
+
+    :class:`NodeSucceeded`, :class:`NodeFailed`, :class:`NodeSkipped` or
+    :class:`NodeCancelled`, as :attr:`WorkflowFailed.outcomes` holds them.
+
+    >>> from combinators import NodeFailed, NodeOutcome, Workflow, fail, run_sync
+    >>> wf, bad = Workflow.start(int).add("bad", fail("down"))
+    >>> outcome: NodeOutcome[str] = run_sync(wf.build(), 7).failure().outcome(bad)
+    >>> match outcome:
+    ...     case NodeFailed(error):
+    ...         print("failed with", error)
+    failed with down
+    """,
+}

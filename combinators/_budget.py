@@ -29,8 +29,14 @@ class SpendLimit(Protocol[_OB_co]):
     """What ``run(..., budget=)`` takes (a ``Usage`` or a ``Budget``): typed by the error it adds.
 
     ``run``'s result gains ``OverBudget`` exactly when a budget is given
-    (with none, the type variable is left unsolved: ``Never``).
-    """
+    (with none, the type variable is left unsolved: ``Never``).  A typing
+    device, not something to implement: ``Usage`` and ``Budget`` are the two.
+
+    >>> from combinators import pure, run_sync
+    >>> limit: SpendLimit[OverBudget] = Usage(calls=3)
+    >>> run_sync(pure(str).costs(Usage(calls=1)), 1, budget=limit)
+    <Success: 1>
+"""
 
     def _refusal(self) -> _OB_co: ...
 
@@ -41,7 +47,18 @@ class Charge:
 
     ``declared`` is what the leaf declared with ``.costs`` (``None``: no
     declaration); ``overspent`` names the fields where it used more.
-    """
+
+    >>> from returns.result import Result, Success
+    >>> from combinators import EventKind, Recorder, agent, run_sync
+    >>> @agent
+    ... async def ask(q: str) -> Result[str, str]:
+    ...     charge(Usage(calls=1, cost=0.05))
+    ...     return Success(q)
+    >>> rec = Recorder()
+    >>> _ = run_sync(ask.costs(Usage(calls=1, cost=0.02)), "hi", observer=rec)
+    >>> [e.value.overspent for e in rec.events if e.kind is EventKind.CHARGED]
+    [('cost',)]
+"""
 
     used: Usage
     declared: Usage | None = None

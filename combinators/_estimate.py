@@ -54,10 +54,33 @@ _Vec: TypeAlias = "tuple[_Num, ...]"
 _ZERO: Final[_Vec] = (0, 0, 0, 0)
 _INF: Final[_Vec] = (math.inf,) * 4
 
+_K = TypeVar("_K", bound=type)
+
+#: Node kinds defined above the core (the orchestrators' task pool) that
+#: run each of their ``operands`` at most once, on the node's own input.
+_GROUPS: set[type] = set()
+
+
+def estimates_as_group(kind: _K) -> _K:
+    """Register ``kind`` (a node class with ``operands``) to be bounded like ``|``: the sum of its operands.
+
+    For a node kind that lives above the core, so that this module does not
+    import it (``@compiles`` is its twin for running).
+    """
+    _GROUPS.add(kind)
+    return kind
+
 
 @attrs.frozen
 class Unbounded:
-    """A node whose spend the tree cannot bound, and what to state to bound it."""
+    """A node whose spend the tree cannot bound, and what to state to bound it.
+
+    >>> from combinators import Usage, each, pure
+    >>> ask = pure(str.upper).costs(Usage(calls=1))
+    >>> est = estimate(pure(str.split) >> each(ask), "a b")
+    >>> est.bounded, [u.path for u in est.unbounded]
+    (False, ['seq/each'])
+    """
 
     path: str
     reason: str
@@ -118,6 +141,11 @@ def estimate(agent: Agent[_I, Any, Any], x: _I) -> Estimate:
     a list computed at run time needs ``each(..., at_most=n)``, else the
     estimate names it in ``unbounded``.  ``x`` is never iterated: an
     iterator counts as unknown.
+
+    >>> from combinators import Usage, each, pure
+    >>> ask = pure(str.upper).costs(Usage(calls=1, cost=0.5))
+    >>> estimate(each(ask.retry(1)), ["a", "b", "c"]).most
+    Usage(calls=6, input_tokens=None, output_tokens=None, cost=3.0)
     """
     if not isinstance(agent, Agent):
         msg = f"estimate() expects an Agent, got {type(agent).__name__} {agent!r}"
@@ -220,7 +248,7 @@ class _Walker:
     ) -> None:
         from ._control import Repeat, Switch, When
         from ._expr import Bind, OnExecutor
-        from ._fanout import Aggregate, AverageConfidence, Collect, Each, FirstSuccess, TaskPool, Vote
+        from ._fanout import Aggregate, AverageConfidence, Collect, Each, FirstSuccess, Vote
         from ._workflow import WorkflowNode
 
         if isinstance(node, Leaf):
@@ -250,9 +278,11 @@ class _Walker:
             todo.append(kid(node.second, s2, km, kh, _UNKNOWN))
             todo.append(kid(node.first, s1, km, kh, inp))
             return
-        if isinstance(node, Parallel | Vote | AverageConfidence | Aggregate | TaskPool | FirstSuccess):
-            operands = node.operands
-            group(tuple(operands))
+        if isinstance(node, Parallel | Vote | AverageConfidence | Aggregate | FirstSuccess):
+            group(tuple(node.operands))
+            return
+        if type(node) in _GROUPS:
+            group(tuple(getattr(node, "operands")))  # noqa: B009 - a registered kind's field
             return
         if isinstance(node, Transform | MapError | Recover | Timeout | Limit | Prioritized | Rate | OnExecutor | Collect):
             group((node.inner,))

@@ -63,7 +63,13 @@ _T = TypeVar("_T")
 
 @attrs.frozen
 class TimedOut:
-    """The subtree at ``path`` did not finish within ``seconds`` of trio time."""
+    """The subtree at ``path`` did not finish within ``seconds`` of trio time.
+
+    >>> from combinators.testing import fake, run_virtual
+    >>> result, _ = run_virtual(fake("slow", delay=9).timeout(1).named("ask"), None)
+    >>> result.failure()
+    TimedOut(path='ask', seconds=1.0)
+    """
 
     path: str
     seconds: float
@@ -75,6 +81,13 @@ class Crashed:
 
     Two ``Crashed`` are equal when their paths, exception types and messages
     are: exceptions themselves compare by identity, which is rarely useful.
+
+    >>> from combinators import lift, run_sync
+    >>> crashed = run_sync(lift(int).named("parse"), "x").failure()
+    >>> crashed.path, type(crashed.exception).__name__
+    ('parse', 'ValueError')
+    >>> crashed == Crashed(ValueError("invalid literal for int() with base 10: 'x'"), "parse")
+    True
     """
 
     exception: Exception
@@ -95,7 +108,12 @@ class Crashed:
 
 @attrs.frozen
 class AllFailed(Generic[_E_co]):
-    """Every operand of a ``first_success`` failed; errors in operand order."""
+    """Every operand of a ``first_success`` failed; errors in operand order.
+
+    >>> from combinators import fail, first_success, run_sync
+    >>> run_sync(first_success(fail("a down"), fail("b down")), None)
+    <Failure: AllFailed(errors=('a down', 'b down'))>
+    """
 
     errors: tuple[_E_co, ...]
 
@@ -106,6 +124,10 @@ class NoMajority:
 
     ``candidates`` lists each distinct (key of a) success value with its count,
     most votes first; ``failures`` counts the operands that failed.
+
+    >>> from combinators import fail, succeed, run_sync, vote
+    >>> run_sync(vote(succeed("yes"), succeed("no"), fail("?")), None).failure()
+    NoMajority(candidates=(('yes', 1), ('no', 1)), failures=1)
     """
 
     candidates: tuple[tuple[Any, int], ...]
@@ -114,22 +136,58 @@ class NoMajority:
 
 @attrs.frozen
 class GaveUp(Generic[_S_co]):
-    """A ``repeat`` ran ``rounds`` rounds without its condition holding."""
+    """A ``repeat`` ran ``rounds`` rounds without its condition holding.
+
+    >>> from combinators import pure, repeat, run_sync
+    >>> run_sync(repeat(pure(lambda n: n + 1), until=lambda n: n > 100, max_times=3), 0)
+    <Failure: GaveUp(last_state=3, rounds=3)>
+    """
 
     last_state: _S_co
     rounds: int
 
 
 class AgentTypeError(TypeError):
-    """Something that is not an agent (or the wrong kind of function) was given."""
+    """Something that is not an agent (or the wrong kind of function) was given.
+
+    A ``TypeError``, raised when the tree is built.
+
+    >>> from combinators import agent
+    >>> try:
+    ...     agent(len)
+    ... except AgentTypeError as exc:
+    ...     print(str(exc)[:40])
+    agent() expects an `async def` returning
+    """
 
 
 class BuildError(ValueError):
-    """A tree or workflow was built with an argument it cannot run with."""
+    """A tree or workflow was built with an argument it cannot run with.
+
+    A ``ValueError``, raised when the tree is built; the message names the
+    node and the fix.
+
+    >>> from combinators import pure
+    >>> try:
+    ...     pure(str).limit(0)
+    ... except BuildError as exc:
+    ...     print(type(exc).__name__, isinstance(exc, ValueError))
+    BuildError True
+    """
 
 
 class CycleError(BuildError):
-    """A workflow's dependencies form a cycle; ``cycle`` lists it in order."""
+    """A workflow's dependencies form a cycle; ``cycle`` lists it in order.
+
+    >>> from combinators import Workflow, pure
+    >>> wf, a = Workflow.start(int).add("a", pure(str))
+    >>> wf, b = wf.add("b", pure(len), after=a)
+    >>> try:
+    ...     wf.depend("a", on="b").build()
+    ... except CycleError as exc:
+    ...     print(exc.cycle)
+    ('a', 'b', 'a')
+    """
 
     def __init__(self, cycle: tuple[Hashable, ...]) -> None:
         self.cycle = cycle
@@ -139,7 +197,13 @@ class CycleError(BuildError):
 
 @attrs.frozen
 class NoBranch:
-    """A ``switch`` at ``path`` got a key with no branch and had no default."""
+    """A ``switch`` at ``path`` got a key with no branch and had no default.
+
+    >>> from combinators import pure, run_sync, switch
+    >>> route = switch(len, {1: pure(str.upper)}).named("route")
+    >>> run_sync(route, "abc")
+    <Failure: NoBranch(key=3, path='route')>
+    """
 
     key: Any
     path: str
@@ -152,7 +216,14 @@ class NoBranch:
 @final
 @attrs.frozen
 class NodeSucceeded(Generic[_T_co]):
-    """The node ran and succeeded with ``value``."""
+    """The node ran and succeeded with ``value``.
+
+    >>> from combinators import Workflow, fail, pure, run_sync
+    >>> wf, ok = Workflow.start(int).add("ok", pure(str))
+    >>> wf, bad = wf.add("bad", fail("down"))
+    >>> run_sync(wf.build(), 7).failure().outcome(ok)
+    NodeSucceeded(value='7')
+"""
 
     value: _T_co
 
@@ -160,7 +231,13 @@ class NodeSucceeded(Generic[_T_co]):
 @final
 @attrs.frozen
 class NodeFailed(Generic[_E_co]):
-    """The node ran and failed with the error value ``error``."""
+    """The node ran and failed with the error value ``error``.
+
+    >>> from combinators import Workflow, fail, run_sync
+    >>> wf, bad = Workflow.start(int).add("bad", fail("down"))
+    >>> run_sync(wf.build(), 7).failure().outcome(bad)
+    NodeFailed(error='down')
+"""
 
     error: _E_co
 
@@ -172,7 +249,13 @@ class NodeSkipped:
 
     ``because`` is the direct dependency whose failure (or skip) reached this
     node first; follow the chain of ``because`` to find the failed node.
-    """
+
+    >>> from combinators import Workflow, fail, pure, run_sync
+    >>> wf, bad = Workflow.start(int).add("bad", fail("down"))
+    >>> wf, after = wf.add("after", pure(str), after=bad)
+    >>> run_sync(wf.build(), 7).failure().outcome(after)
+    NodeSkipped(because='bad')
+"""
 
     because: str
 
@@ -184,7 +267,15 @@ class NodeCancelled:
 
     ``started`` tells whether it was running (True) or still waiting for its
     dependencies (False).
-    """
+
+    >>> from combinators import Workflow, fail
+    >>> from combinators.testing import fake, run_virtual
+    >>> wf, bad = Workflow.start(int).add("bad", fail("down"))
+    >>> wf, slow = wf.add("slow", fake("slow", delay=5))
+    >>> result, elapsed = run_virtual(wf.build(on_failure="cancel"), 7)
+    >>> result.failure().outcome(slow), elapsed
+    (NodeCancelled(started=True), 0.0)
+"""
 
     started: bool
 
@@ -201,7 +292,14 @@ class WorkflowFailed(Generic[_E_co]):
     :class:`NodeSucceeded`, :class:`NodeFailed`, :class:`NodeSkipped` or
     :class:`NodeCancelled`.  ``first`` names the node whose failure came
     first in trio time.
-    """
+
+    >>> from combinators import Workflow, fail, pure, run_sync
+    >>> wf, ok = Workflow.start(int).add("ok", pure(str))
+    >>> wf, bad = wf.add("bad", fail("down"))
+    >>> failed = run_sync(wf.build(), 7).failure()
+    >>> failed.first, failed.errors, failed.value(ok)
+    ('bad', {'bad': 'down'}, '7')
+"""
 
     items: tuple[tuple[str, NodeOutcome[_E_co]], ...]
     first: str
@@ -410,7 +508,13 @@ class OverBudget:
     calls running now may still use, ``asked`` what this leaf declared; the
     leaf at ``path`` would have put some field of ``spent + reserved +
     asked`` over ``limit``.
-    """
+
+    >>> from combinators import Usage, pure, run_sync
+    >>> step = pure(str.upper).costs(Usage(calls=1)).named("step")
+    >>> refused = run_sync((step >> step).budget(Usage(calls=1)).named("two"), "a").failure()
+    >>> refused.path, refused.spent.calls, refused.asked.calls
+    ('two/seq/step[1]', 1, 1)
+"""
 
     budget: str
     limit: Usage
@@ -429,7 +533,17 @@ class JournalMismatch(BuildError):
 
     ``path`` names the first node that differs (in the order ``walk()``
     visits nodes).  Start a new run id, or restore the tree, to go on.
-    """
+
+    >>> from combinators import Journal, pure, run_sync
+    >>> journal = Journal.memory()
+    >>> run_sync(pure(str.upper).named("step"), "a", journal=journal, run_id="r1")
+    <Success: A>
+    >>> try:
+    ...     run_sync(pure(str.lower).named("other"), "a", journal=journal, run_id="r1")
+    ... except JournalMismatch as exc:
+    ...     print(exc.run_id, exc.path)
+    r1 other
+"""
 
     def __init__(self, run_id: str, path: str, detail: str) -> None:
         self.run_id = run_id
@@ -446,7 +560,13 @@ class JournalCorrupt(ValueError):
     Raised when a resumed run meets a record that was changed by hand or
     written by an incompatible version of the leaf; names the leaf and the
     run.  Start a new run id (or delete the run's records) to go on.
-    """
+
+    >>> exc = JournalCorrupt("r1", "fetch", "not valid JSON")
+    >>> exc.run_id, exc.path, isinstance(exc, ValueError)
+    ('r1', 'fetch', True)
+    >>> print(str(exc)[:64])
+    journal run 'r1': the record of leaf 'fetch' cannot be read back
+"""
 
     def __init__(self, run_id: str, path: str, detail: str) -> None:
         self.run_id = run_id
@@ -464,7 +584,11 @@ class JournalWriteError(RuntimeError):
     Names the run and the leaf; the other records of the same batch are
     kept (a failed batch is written again record by record).  The cause is
     the database's own error.
-    """
+
+    >>> exc = JournalWriteError("r1", "fetch", "disk full")
+    >>> exc.run_id, exc.path, str(exc)
+    ('r1', 'fetch', "journal run 'r1': cannot record leaf 'fetch': disk full")
+"""
 
     def __init__(self, run_id: str, path: str, detail: str, *, action: str = "record") -> None:
         self.run_id = run_id
@@ -477,6 +601,10 @@ class RemoteError(Exception):
 
     ``type_name`` is the qualified name of the original class; the message is
     its ``str``; the remote traceback is kept as for any remote exception.
+
+    >>> err = RemoteError("shop.Unpicklable", "lock held")
+    >>> str(err), isinstance(err, Exception)
+    ('shop.Unpicklable: lock held', True)
     """
 
     def __init__(self, type_name: str, message: str) -> None:
@@ -493,7 +621,14 @@ class ForeignException(Exception):
 
     ``type_name`` and ``module`` name the original class; ``args`` are
     the original arguments (or its message).
-    """
+
+    >>> from combinators import Crashed, json_converter as converter
+    >>> data = converter.unstructure(Crashed(ValueError("bad"), "parse"))
+    >>> data["exception"], data["module"] = "GoneError", "elsewhere"  # a class this process lacks
+    >>> exc = converter.structure(data, Crashed).exception
+    >>> isinstance(exc, ForeignException), str(exc)
+    (True, 'GoneError: bad')
+"""
 
     def __init__(self, type_name: str, module: str, *args: object) -> None:
         super().__init__(*args)

@@ -44,6 +44,21 @@ class Executor(Protocol):
     cannot run (one that does not pickle, for a process pool).  ``call``
     runs ``fn(x)`` and gives its value, raising what ``fn`` raised; trio
     cancellation of ``call`` must stop the remote work or wait for it.
+    :func:`in_task`, :func:`processes` and ``ray_cluster`` are the three
+    the library brings.
+
+    >>> import trio
+    >>> from combinators import in_task, processes, pure, run_sync
+    >>> class Logged:
+    ...     name = "logged"
+    ...     def check(self, fn, where): pass
+    ...     async def call(self, fn, x):
+    ...         await trio.lowlevel.checkpoint()
+    ...         return fn(x)
+    >>> isinstance(Logged(), Executor), isinstance(processes(), Executor)
+    (True, True)
+    >>> run_sync(pure(abs).on(Logged()), -4)
+    <Success: 4>
     """
 
     @property
@@ -141,5 +156,10 @@ class InTask:
 
 
 def in_task() -> InTask:
-    """The executor that runs leaf functions in the trio task (the default)."""
+    """The executor that runs leaf functions in the trio task (the default).
+
+    >>> from combinators import pure, run_sync
+    >>> run_sync(pure(len).on(in_task()), "four")
+    <Success: 4>
+"""
     return InTask()

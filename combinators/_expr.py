@@ -181,6 +181,12 @@ class Agent(Generic[_In_contra, _Out_co, _Err_co]):
         wraps (``sentiment.timeout``, ``sentiment.retry``: the innermost
         label or function name, so names stay short however deep the
         wrappers go), any other node after its kind (``seq``, ``par``).
+
+        >>> from combinators import pure
+        >>> def tidy(text: str) -> str:
+        ...     return text.strip()
+        >>> pure(tidy).name, pure(tidy).timeout(1).name, (pure(tidy) >> pure(tidy)).name
+        ('tidy', 'tidy.timeout', 'seq')
         """
         return self.label if self.label is not None else self._default_name()
 
@@ -190,7 +196,13 @@ class Agent(Generic[_In_contra, _Out_co, _Err_co]):
         return f"{getattr(self, self._wraps)._subject}.{self.kind}"
 
     def children(self) -> tuple[Agent[Any, Any, Any], ...]:
-        """The direct sub-agents of this node, in operand order."""
+        """The direct sub-agents of this node, in operand order.
+
+        >>> from combinators import pure
+        >>> a, b = pure(str).named("a"), pure(str).named("b")
+        >>> [kid.name for kid in (a >> b).children()]
+        ['a', 'b']
+        """
         out: list[Agent[Any, Any, Any]] = []
         for field in attrs.fields(type(self)):
             value = getattr(self, field.name)
@@ -269,7 +281,13 @@ class Agent(Generic[_In_contra, _Out_co, _Err_co]):
         return (_unpickle_tree, (_tree_table(self),))
 
     def walk(self) -> Iterator[Agent[Any, Any, Any]]:
-        """Every node of the tree, parents before children (iterative)."""
+        """Every node of the tree, parents before children (iterative).
+
+        >>> from combinators import pure
+        >>> a, b = pure(str).named("a"), pure(str).named("b")
+        >>> [node.name for node in (a | b.timeout(1)).walk()]
+        ['par', 'a', 'b.timeout', 'b']
+        """
         stack: list[Agent[Any, Any, Any]] = [self]
         while stack:
             node = stack.pop()
@@ -343,33 +361,64 @@ class Agent(Generic[_In_contra, _Out_co, _Err_co]):
     # -- methods ------------------------------------------------------------
 
     def named(self, name: str) -> Agent[_In_contra, _Out_co, _Err_co]:
-        """The same agent under another name (used in node paths)."""
+        """The same agent under another name (used in node paths).
+
+        >>> from combinators import pure
+        >>> pure(str.strip).named("tidy").name
+        'tidy'
+        """
         return attrs.evolve(self, label=_check_name(name, f"{self.name}.named()"))
 
     def transform(self, f: Callable[[_Out_co], _O2]) -> Agent[_In_contra, _O2, _Err_co]:
-        """Map the success value with a plain function."""
+        """Map the success value with a plain function.
+
+        >>> from combinators import pure, run_sync
+        >>> run_sync(pure(len).transform(lambda n: n * 10), "abc")
+        <Success: 30>
+        """
         _require_callable(f, f"{self.name}.transform()")
         return Transform(self, f)
 
     def map_error(self, f: Callable[[_Err_co], _E2]) -> Agent[_In_contra, _Out_co, _E2]:
-        """Map the error value with a plain function."""
+        """Map the error value with a plain function.
+
+        >>> from combinators import fail, run_sync
+        >>> run_sync(fail("no").map_error(str.upper), None)
+        <Failure: NO>
+        """
         _require_callable(f, f"{self.name}.map_error()")
         return MapError(self, f)
 
     def fallback(
         self: Agent[_I, _O, _E], other: Agent[_I, _O2, _E2]
     ) -> Agent[_I, _O | _O2, _E2]:
-        """On failure, run ``other`` on the same input; its outcome is the result."""
+        """On failure, run ``other`` on the same input; its outcome is the result.
+
+        >>> from combinators import fail, pure, run_sync
+        >>> run_sync(fail("down").fallback(pure(str.upper)), "backup")
+        <Success: BACKUP>
+        """
         _require_agent(other, f"{self.name}.fallback() argument", self)
         return Fallback(self, other)
 
     def recover(self: Agent[_I, _O, _E], f: Callable[[_E], _O2]) -> Agent[_I, _O | _O2, Never]:
-        """On failure, turn the error into a success value."""
+        """On failure, turn the error into a success value.
+
+        >>> from combinators import fail, run_sync
+        >>> run_sync(fail("no").recover(lambda e: f"recovered from {e}"), None)
+        <Success: recovered from no>
+        """
         _require_callable(f, f"{self.name}.recover()")
         return Recover(self, f)
 
     def timeout(self, seconds: float | timedelta) -> Agent[_In_contra, _Out_co, _Err_co | TimedOut]:
-        """Cancel the subtree after ``seconds`` of trio time; fail with ``TimedOut``."""
+        """Cancel the subtree after ``seconds`` of trio time; fail with ``TimedOut``.
+
+        >>> from combinators.testing import fake, run_virtual
+        >>> result, elapsed = run_virtual(fake("slow", delay=10, value=1).timeout(2), None)
+        >>> result.failure().seconds, elapsed
+        (2.0, 2.0)
+        """
         return Timeout(self, _seconds(seconds, f"{self.name}.timeout()", "the timeout"))
 
     def retry(
@@ -385,6 +434,15 @@ class Agent(Generic[_In_contra, _Out_co, _Err_co]):
         ``when`` picks the errors worth retrying; ``deadline`` bounds the
         whole (trio-time) span of attempts and waits.  An error with a
         ``retry_after`` attribute waits at least that long.
+
+        >>> from combinators import Backoff, run_sync
+        >>> from combinators.testing import fake, Calls
+        >>> calls = Calls()
+        >>> flaky = fake("flaky", error="busy", calls=calls)
+        >>> run_sync(flaky.retry(2, backoff=Backoff(base=0)), "x")
+        <Failure: busy>
+        >>> len(calls.started)
+        3
         """
         where = f"{self.name}.retry()"
         _count(times, where, "times", minimum=0)
@@ -415,7 +473,15 @@ class Agent(Generic[_In_contra, _Out_co, _Err_co]):
         return Limit(self, _count(n, f"{self.name}.limit()", "n", alternative="; or pass a PriorityLimiter, to share one"))
 
     def priority(self, priority: Priority) -> Agent[_In_contra, _Out_co, _Err_co]:
-        """Admission order of this subtree's leaves when they wait on a limiter."""
+        """Admission order of this subtree's leaves when they wait on a limiter.
+
+        Higher first, then first come; see :class:`Priority`.
+
+        >>> from combinators import Priority, pure, run_sync
+        >>> urgent = pure(str.upper).priority(Priority.HIGH)
+        >>> run_sync((urgent | pure(str.lower)).limit(1), "Ab")
+        <Success: ('AB', 'ab')>
+        """
         if not isinstance(priority, Priority):
             msg = f"{self.name}.priority(): expected a Priority, got {priority!r}"
             raise BuildError(msg)
@@ -426,6 +492,10 @@ class Agent(Generic[_In_contra, _Out_co, _Err_co]):
 
         Each such function is checked now (a process pool refuses one that
         does not pickle); async leaves stay in the trio task.
+
+        >>> from combinators import in_task, pure, run_sync
+        >>> run_sync(pure(sum).on(in_task()), [1, 2, 3])
+        <Success: 6>
         """
         return on(self, executor)
 
@@ -547,6 +617,15 @@ class Agent(Generic[_In_contra, _Out_co, _Err_co]):
         ``failures=True``) for ``ttl`` seconds (``None``: for ever).  A hit
         reserves and charges nothing.  Identical calls in flight at once run
         once.  See docs/spend.md.
+
+        >>> from combinators import Cache, pure, run_sync
+        >>> seen = []
+        >>> def shout(text: str) -> str:
+        ...     seen.append(text)
+        ...     return text.upper()
+        >>> cached = pure(shout).cache(Cache.memory())
+        >>> run_sync(cached, "hi"), run_sync(cached, "hi"), seen
+        (<Success: HI>, <Success: HI>, ['hi'])
         """
         return cached_leaf(self, store, ttl=None if ttl is None else _seconds(ttl, f"{self.name}.cache()", "ttl"), failures=failures)
 
@@ -732,6 +811,13 @@ def lift(fn: Callable[[Any], Any], /) -> Agent[Any, Any, Crashed]:
     Its return value is the success value; an ``Exception`` it raises becomes
     ``Failure(Crashed(exception, path))``.  ``BaseException``\\ s such as
     ``trio.Cancelled`` pass through untouched.
+
+    >>> from combinators import run_sync
+    >>> parse = lift(int)
+    >>> run_sync(parse, "42")
+    <Success: 42>
+    >>> run_sync(parse, "forty-two").failure().exception
+    ValueError("invalid literal for int() with base 10: 'forty-two'")
     """
     if not callable(fn):
         msg = f"lift() expects a function, got {type(fn).__name__} {fn!r}"
@@ -749,6 +835,10 @@ def pure(fn: Callable[[_I], _O], /) -> Agent[_I, _O, Never]:
     """Make a leaf from a plain function that cannot fail.
 
     An exception it raises anyway is a bug and propagates out of ``run``.
+
+    >>> from combinators import run_sync
+    >>> run_sync(pure(str.title), "ada lovelace")
+    <Success: Ada Lovelace>
     """
     if not callable(fn):
         msg = f"pure() expects a function, got {type(fn).__name__} {fn!r}"
@@ -760,12 +850,26 @@ def pure(fn: Callable[[_I], _O], /) -> Agent[_I, _O, Never]:
 
 
 def succeed(value: _O, /) -> Agent[object, _O, Never]:
-    """An agent that ignores its input and succeeds with ``value``."""
+    """An agent that ignores its input and succeeds with ``value``.
+
+    A default, a stub in tests, or the start of a pipeline that needs no input.
+
+    >>> from combinators import pure, run_sync
+    >>> run_sync(succeed(20) >> pure(lambda n: n + 1), "ignored")
+    <Success: 21>
+    """
     return Const(value, True)
 
 
 def fail(error: _E, /) -> Agent[object, Never, _E]:
-    """An agent that ignores its input and fails with ``error``."""
+    """An agent that ignores its input and fails with ``error``.
+
+    For tests and for branches that must refuse (``switch(..., default=fail(...))``).
+
+    >>> from combinators import pure, run_sync
+    >>> run_sync(fail("no route") >> pure(str.upper), "x")
+    <Failure: no route>
+    """
     return Const(error, False)
 
 
@@ -811,7 +915,15 @@ class Parallel(Agent[_In_contra, _Out_co, _Err_co], Generic[_In_contra, _Out_co,
     union of the errors (what the fail-fast group can fail with).
 
     Stored as a persistent list (``prefix`` group plus ``last`` operand) so
-    that growing a group by one operand costs O(1), not a copy.
+    that growing a group by one operand costs O(1), not a copy.  Exported as
+    the type of ``|`` (to annotate a group), not to be built by hand.
+
+    >>> from combinators import Parallel, pure, run_sync
+    >>> group = pure(str.upper) | pure(str.lower) | pure(len)
+    >>> isinstance(group, Parallel), len(group.operands)
+    (True, 3)
+    >>> run_sync(group, "Ab")
+    <Success: ('AB', 'ab', 2)>
     """
 
     prefix: Parallel[Any, Any, Any, Any] | Agent[Any, Any, Any]
@@ -877,6 +989,11 @@ def then(first: Agent[_I, _O, _E], second: Agent[_O, _O2, _E2]) -> Agent[_I, _O2
     """Sequence: run ``first``; on success run ``second`` on its value.
 
     A failure of ``first`` is the result and ``second`` never runs.
+    ``then(a, b)`` is ``a >> b``.
+
+    >>> from combinators import pure, run_sync
+    >>> run_sync(then(pure(str.split), pure(len)), "to be or not")
+    <Success: 4>
     """
     _require_agent(first, "left operand of >>", None)
     _require_agent(second, "right operand of >>", first)
@@ -888,6 +1005,10 @@ def both(first: Agent[_I, _O, _E], second: Agent[_I, _O2, _E2]) -> Parallel[_I, 
 
     Fail-fast: the earliest failure (in trio time) cancels the others and is
     the result.  The public, precisely typed spelling is ``first | second``.
+
+    >>> from combinators import pure, run_sync
+    >>> run_sync(both(pure(min), pure(max)), [3, 1, 2])
+    <Success: (1, 3)>
     """
     _require_agent(first, "left operand of |", None)
     _require_agent(second, "right operand of |", first)

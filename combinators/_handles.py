@@ -18,7 +18,14 @@ class Node(Generic[_T_co]):
 
     Handles are returned by :meth:`Workflow.add`; pass them as ``after=`` to
     later additions and use them to read a result (``result[handle]``).
-    """
+
+    >>> from combinators import Workflow, pure, run_sync
+    >>> wf, length = Workflow.start(str).add("length", pure(len))
+    >>> length
+    Node('length')
+    >>> run_sync(wf.build(), "four").unwrap()[length]
+    4
+"""
 
     __slots__ = ("_link",)
 

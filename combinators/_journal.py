@@ -76,6 +76,16 @@ class LeafContext:
     ``idempotency_key`` is the same for every attempt, so an external
     service can deduplicate the side effects of an at-least-once leaf;
     ``input_hash`` is the SHA-256 of the leaf's canonical input.
+
+    >>> from returns.result import Result, Success
+    >>> from combinators import Journal, agent, run_sync
+    >>> @agent
+    ... async def send(text: str) -> Result[str, str]:
+    ...     ctx = current_leaf()
+    ...     assert ctx is not None and len(ctx.idempotency_key) == 64
+    ...     return Success(f"{ctx.run_id} {ctx.path} attempt {ctx.attempt}")
+    >>> run_sync(send, "hi", journal=Journal.memory(), run_id="r1")
+    <Success: r1 send attempt 1>
     """
 
     run_id: str
@@ -108,6 +118,23 @@ class Permanent(Protocol):
     A failure is journaled (and replayed on resume, instead of running the
     leaf again) only when its error value has a true ``permanent``
     attribute.  Other failures are transient: the leaf runs again on resume.
+
+    >>> import attrs
+    >>> from returns.result import Failure, Result
+    >>> from combinators import Journal, agent, run_sync
+    >>> @attrs.frozen
+    ... class Refused:
+    ...     permanent: bool = True
+    >>> isinstance(Refused(), Permanent)
+    True
+    >>> calls = []
+    >>> @agent
+    ... async def pay(amount: int) -> Result[str, Refused]:
+    ...     calls.append(amount)
+    ...     return Failure(Refused())
+    >>> journal = Journal.memory()
+    >>> [run_sync(pay, 5, journal=journal, run_id="r1") for _ in range(2)], calls
+    ([<Failure: Refused(permanent=True)>, <Failure: Refused(permanent=True)>], [5])
     """
 
     @property
@@ -120,7 +147,15 @@ def _is_permanent(error: object) -> bool:
 
 @attrs.frozen
 class JournalRecord:
-    """One row of a journal, as :meth:`Journal.records` lists them."""
+    """One row of a journal, as :meth:`Journal.records` lists them.
+
+    >>> import trio
+    >>> from combinators import Journal, pure, run_sync
+    >>> journal = Journal.memory()
+    >>> _ = run_sync(pure(str.upper).named("up"), "a", journal=journal, run_id="r1")
+    >>> [(r.path, r.name, r.attempts, r.done, r.ok) for r in trio.run(journal.records, "r1")]
+    [('up', 'up', 1, True, True)]
+    """
 
     path: str
     input_hash: str

@@ -160,7 +160,16 @@ class Journal(abc.ABC):
     holds no connection between runs; each ``run`` opens its own session.
     ``converter`` (a cattrs converter) encodes inputs and outputs; register
     hooks on it for types cattrs does not know.
-    """
+
+    >>> from combinators import run_sync
+    >>> from combinators.testing import Calls, fake
+    >>> journal, calls = Journal.memory(), Calls()
+    >>> step = fake("step", fn=str.upper, calls=calls)
+    >>> run_sync(step, "a", journal=journal, run_id="r1"), run_sync(step, "a", journal=journal, run_id="r1")
+    (<Success: A>, <Success: A>)
+    >>> len(calls.started)  # the second run replayed the recorded success
+    1
+"""
 
     converter: cattrs.Converter
 

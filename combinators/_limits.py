@@ -42,7 +42,17 @@ from ._check import _count, _show
 
 
 class Priority(enum.IntEnum):
-    """Order of admission when leaves wait for the same limiter (higher first)."""
+    """Order of admission when leaves wait for the same limiter (higher first).
+
+    Set with ``.priority(p)``; it orders only leaves that queue for the same
+    slots, and changes no result.
+
+    >>> from combinators import Priority, pure, run_sync
+    >>> Priority.HIGH > Priority.NORMAL
+    True
+    >>> run_sync(pure(str.upper).priority(Priority.CRITICAL).limit(1), "ok")
+    <Success: OK>
+    """
 
     LOW = 0
     NORMAL = 1
@@ -62,7 +72,19 @@ class _Waiter:
 
 
 class PriorityLimiter:
-    """A capacity limiter with priority admission and aging (see module docs)."""
+    """A capacity limiter with priority admission and aging (see module docs).
+
+    ``.limit(n)`` makes one per run; create one yourself and pass it,
+    ``.limit(limiter)``, to share its slots across trees and runs (an API's
+    concurrency is per key, for the whole process; see docs/asyncio.md).
+
+    >>> from combinators import each, run_sync
+    >>> from combinators.testing import Calls, fake, run_virtual
+    >>> api, calls = PriorityLimiter(2), Calls()
+    >>> ask = fake("ask", delay=1, fn=str.upper, calls=calls).limit(api)
+    >>> run_virtual(each(ask), ["a", "b", "c"]), calls.peak
+    ((<Success: ['A', 'B', 'C']>, 2.0), 2)
+    """
 
     def __init__(self, total: int, *, aging: int = DEFAULT_AGING) -> None:
         # Whole numbers only: a float total (2.5) would admit three, and an

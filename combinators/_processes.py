@@ -40,7 +40,11 @@ class ProcessPool:
 
     Compared by identity: each ``processes()`` call is its own pool of
     slots (``max_workers``), shared by every ``.on()`` that uses it.
-    """
+
+    >>> pool = processes(4)
+    >>> pool == processes(4), pool.name, pool.kill_on_cancel
+    (False, 'processes', True)
+"""
 
     max_workers: int | None
     kill_on_cancel: bool

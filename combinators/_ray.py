@@ -75,7 +75,14 @@ def _import_ray() -> Any:
 @final
 @attrs.frozen(eq=False)
 class RayCluster:
-    """Ray tasks as an executor; build with :func:`ray_cluster`."""
+    """Ray tasks as an executor; build with :func:`ray_cluster`.
+
+    Building one connects nothing: the first leaf that runs on it does.
+
+    >>> cluster = ray_cluster("ray://head:10001")
+    >>> cluster.name, cluster.address
+    ('ray', 'ray://head:10001')
+    """
 
     address: str | None
     init_kwargs: Mapping[str, Any]
@@ -231,6 +238,12 @@ def ray_cluster(
     for).  ``task_options`` go to ``.options()`` of every task (``num_cpus``,
     ``memory``, ``runtime_env``...); tasks are never retried by Ray
     (``max_retries=0``): retrying is ``.retry()``'s job.
+
+    >>> from combinators import pure
+    >>> cluster = ray_cluster(num_cpus=2, task_options={"num_cpus": 1})
+    >>> cluster.init_kwargs, cluster.task_options
+    ({'num_cpus': 2}, {'num_cpus': 1})
+    >>> tree = pure(abs).on(cluster)  # nothing starts until it runs
     """
     _import_ray()
     if address is not None and not isinstance(address, str):

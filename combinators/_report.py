@@ -22,7 +22,14 @@ from ._exceptions import Usage, sum_usage
 
 
 class NodeStatus(enum.Enum):
-    """How a node's last run ended (``running``: no terminal event seen)."""
+    """How a node's last run ended (``running``: no terminal event seen).
+
+    >>> from combinators import Recorder, build_report, fail, run_sync
+    >>> rec = Recorder()
+    >>> _ = run_sync(fail("no").named("f"), None, observer=rec)
+    >>> build_report(rec.events)["f"].status
+    <NodeStatus.FAILED: 'failed'>
+    """
 
     SUCCEEDED = "succeeded"
     FAILED = "failed"
@@ -49,6 +56,15 @@ class NodeReport:
     seconds; ``end`` is ``None`` while the node is still running.  ``error``
     is the ``repr`` of the error value of the node's last run (text, so any
     error fits JSON); ``None`` when that run succeeded or was cancelled.
+
+    >>> from combinators import Backoff, Recorder, build_report
+    >>> from combinators.testing import fake, run_virtual
+    >>> rec = Recorder()
+    >>> flaky = fake("flaky", delay=1, error="busy").retry(1, backoff=Backoff(base=2))
+    >>> _ = run_virtual(flaky, None, observer=rec)
+    >>> node = build_report(rec.events)["flaky.retry/flaky"]
+    >>> node.attempts, node.start, node.end, node.error
+    (2, 0.0, 4.0, "'busy'")
     """
 
     path: str
@@ -80,6 +96,14 @@ class RunReport:
 
     ``nodes`` lists parents before their children (depth first), siblings
     by start time; the first is the root, the agent given to ``run``.
+
+    >>> from combinators import Recorder, build_report
+    >>> from combinators.testing import fake, run_virtual
+    >>> rec = Recorder()
+    >>> _ = run_virtual((fake("a", delay=1) >> fake("b", delay=2)).named("ab"), None, observer=rec)
+    >>> report = build_report(rec.events)
+    >>> [n.path for n in report.nodes], report.duration, report.critical_path
+    (['ab', 'ab/a', 'ab/b'], 3.0, ('ab/a', 'ab/b'))
     """
 
     nodes: tuple[NodeReport, ...]

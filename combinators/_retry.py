@@ -18,7 +18,22 @@ from ._check import _real, _show
 
 @runtime_checkable
 class RetryAfter(Protocol):
-    """An error value carrying a server's hint: wait at least this many seconds."""
+    """An error value carrying a server's hint: wait at least this many seconds.
+
+    ``.retry()`` waits ``max(backoff, retry_after)`` before the next attempt.
+
+    >>> import attrs
+    >>> from combinators import Backoff
+    >>> from combinators.testing import Calls, fake, run_virtual
+    >>> @attrs.frozen
+    ... class RateLimited:
+    ...     retry_after: float | None
+    >>> isinstance(RateLimited(30.0), RetryAfter)
+    True
+    >>> busy = fake("api", error=RateLimited(30.0)).retry(1, backoff=Backoff(base=1))
+    >>> run_virtual(busy, None)[1]
+    30.0
+    """
 
     @property
     def retry_after(self) -> float | None: ...

@@ -41,6 +41,15 @@ class Outcomes(AsyncIterator[_T]):
     """The async iterator ``stream`` yields: outcomes in the order they finish.
 
     Iterate it with ``async for``; it ends when every input has been run.
+
+    >>> import trio
+    >>> from combinators import pure, stream
+    >>> async def main() -> list[object]:
+    ...     async with stream(pure(len), ["a", "bb"]) as outcomes:
+    ...         assert isinstance(outcomes, Outcomes)
+    ...         return sorted([item async for item in outcomes])
+    >>> trio.run(main)
+    [(0, <Success: 1>), (1, <Success: 2>)]
     """
 
     def __init__(self, receive: trio.MemoryReceiveChannel[_T]) -> None:

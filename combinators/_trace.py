@@ -233,5 +233,19 @@ def _fits(stack: list[tuple[str, float, float]], path: str, s: float, e: float) 
 
 
 def write_trace(events: Iterable[Event], file: str | Path) -> None:
-    """Write the trace-event JSON of a run to ``file``."""
+    """Write the trace-event JSON of a run to ``file``.
+
+    Open it in https://ui.perfetto.dev or ``chrome://tracing``.
+
+    >>> import json, pathlib, tempfile
+    >>> from combinators import Recorder, pure, run_sync
+    >>> rec = Recorder()
+    >>> _ = run_sync(pure(abs).named("abs"), -1, observer=rec)
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = pathlib.Path(tmp, "run.json")
+    ...     write_trace(rec.events, path)
+    ...     names = [e["name"] for e in json.loads(path.read_text())["traceEvents"] if e["ph"] == "X"]
+    >>> names
+    ['abs']
+    """
     Path(file).write_text(json.dumps(trace_events(events)), encoding="utf-8")

@@ -15,32 +15,45 @@ object style                           combinator tree it builds
 =====================================  ======================================
 ``AgentTask(name, a, x)``              ``(succeed(x) >> a).named(name)``
 ``task.with_priority(p)``              ``.priority(p)``
-``ParallelOrchestrator().tree(ts)``    a task pool of the task trees (below)
 ``with_timeout(s)``                    ``.timeout(s)`` on every task's tree
-``with_concurrency(n)``                the pool starts at most ``n`` tasks
-                                       at once, by priority then task order
-``collecting_errors()``                the pool never stops early
-default (fail-fast)                    the pool stops at the first failure
+``ParallelOrchestrator().tree(ts)``    ``tasks(t1, t2, ..., stop_at='failure')``
+                                       (the task pool, below): a
+                                       cancelling ``Workflow`` of the tasks
+``collecting_errors()``                ``tasks(t1, t2, ...)``: as
+                                       ``collect(t1 | t2 | ...)``
+``with_concurrency(n)``                ``tasks(..., max_concurrency=n)``
 ``FirstSuccessfulAggregator()``        ``first_success(t1, t2, ...)``
 ``MajorityVoteAggregator(key)``        ``vote(t1, t2, ..., key=key)``
 ``AverageConfidenceAggregator()``      ``average_confidence(t1, t2, ...)``
-a ``ResultAggregator`` (``f``)         ``pool >> agent(f.aggregate)``
-``execute_streaming``                  the pool, each task followed by a
-                                       leaf handing its outcome over
+  ... under ``with_concurrency(n)``    ``tasks(...) >> <the same>(picks)``
+a ``ResultAggregator`` ``r``           ``tasks(...) >> agent(r.aggregate)``
+``execute_streaming(ts)``              ``tasks(collect(t1) >> hand_over,
+                                       ...)`` read as ``stream``'s
+                                       ``Outcomes``
 ``AgentChain().then(a).then(b)``       ``a >> b``
 ``then_with_transform(b, f)``          ``pure(f) >> b``
 ``then_with_fallback(b, fallback)``    ``b.fallback(c)`` / ``b.recover(f)``
-``HierarchicalOrchestrator``           ``Workflow`` (``after=`` per
-                                       dependency), ``.limit(n)``
+``SequentialOrchestrator()``           the chain, ``.named("chain")``
+``continuing_on_failure()``            each link wrapped to carry its
+                                       failures (``collect``, ``|``,
+                                       ``when``) >> ``ChainOutcome``
+``HierarchicalOrchestrator``           ``Workflow``: ``add(..., after=)``
+``add_dependency(node, on)``           per dependency; ``build(on_failure)``
+``with_concurrency(n)``                ``.limit(n)`` on that workflow
+``execute(...)``                       ``run(tree, ...)``, at most
+                                       unwrapping the value
 =====================================  ======================================
 
-The task pool is the one node kind this layer adds.  The core's limits
-count *leaves* (``.limit(n)``, ``run(max_concurrency=n)``), and so does the
-width of ``each`` and ``stream``, which comes from the limiter in force;
-the reference's ``max_concurrency`` counts *tasks* (a task that is
-``a | b`` holds one slot).  The pool is ``each``'s worker loop with its
-width given directly: ``n`` workers pull the next task, in priority order,
-only when a slot is free.
+The task pool (``_orchestration_pool``) is the one node kind this layer
+adds.  The core's limits count *leaves* (``.limit(n)``,
+``run(max_concurrency=n)``, and the width of ``each`` and ``stream``); the
+reference's ``max_concurrency`` counts *tasks* (a task that is ``a | b``
+holds one slot), and its fail-fast result still names every task's
+outcome.  The pool is ``each``'s worker loop with its width given
+directly: ``n`` workers pull the next task, in priority order, only when a
+slot is free.  Everything else here is the public combinators, plus the
+internal API of ``_internal``; docs/glossary.md maps the reference's words
+to the core's.
 
 See docs/orchestration.md for the decisions this layer takes where the
 reference design is silent.
@@ -51,39 +64,24 @@ from __future__ import annotations
 import functools
 import operator
 from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import timedelta
-from typing import (
-    TYPE_CHECKING,
-    Any,
-    ClassVar,
-    Generic,
-    Literal,
-    Never,
-    Protocol,
-    TypeAlias,
-    TypeVar,
-    cast,
-    final,
-    overload,
-)
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Never, Protocol, TypeAlias, TypeVar, cast, final, overload
 
 import attrs
 import trio
 from returns.result import Failure, Result, Success
 
-from ._cancel import keep_first_crash
-from ._exceptions import AgentTypeError, AllFailed, BuildError, CycleError, NoMajority, TimedOut
-from ._expr import Agent, Priority, _require_agent, agent, pure, succeed
-from ._check import _check_name
-from ._check import _seconds as _positive_seconds
-from ._fanout import Confident, HasConfidence, Stop as _Stop, TaskPool, average_confidence, collect, first_success, vote
-from ._run import run
-from ._stream import serve
-from ._workflow import NodeCancelled, NodeFailed, NodeSkipped, NodeSucceeded, Workflow, WorkflowFailed, WorkflowResult
+from . import Agent, AgentTypeError, AllFailed, BuildError, Confident, CycleError, HasConfidence, NoMajority
+from . import NodeCancelled, NodeFailed, NodeSkipped, NodeSucceeded, Outcomes, Priority, TimedOut
+from . import Workflow, WorkflowFailed, WorkflowResult
+from . import agent, average_confidence, collect, first_success, pure, run, succeed, vote, when
+from ._internal import check_name, keep_first_crash, require_agent, serve
+from ._internal import seconds as positive_seconds
+from ._orchestration_pool import StopAt, TaskOutcomes, task_pool
 
 if TYPE_CHECKING:
-    from ._observe import Observer
+    from . import Observer
 
 __all__ = [
     "AgentChain",
@@ -130,13 +128,11 @@ TaskPriority: TypeAlias = Priority
 #: A timeout: seconds of trio time, or a ``timedelta`` (Rust's ``Duration``).
 _Seconds: TypeAlias = float | timedelta
 
-#: What every task of a parallel run gives, by task name.
-_TaskOutcomes: TypeAlias = dict[str, Result[Any, Any]]
 
 
 def _seconds(value: object, where: str) -> float | None:
     """A timeout in seconds (``None`` stays ``None``); refuses what is not a positive duration."""
-    return None if value is None else _positive_seconds(value, where, "timeout")
+    return None if value is None else positive_seconds(value, where, "timeout")
 
 
 def _width(value: object, where: str) -> int | None:
@@ -174,8 +170,8 @@ class AgentTask(Generic[_O_co, _E_co]):
     def __init__(
         self, name: str, agent: Agent[_I, _O_co, _E_co], input: _I, priority: Priority = Priority.NORMAL
     ) -> None:
-        _check_name(name, "AgentTask")
-        _require_agent(agent, f"AgentTask {name!r}: agent", None)
+        check_name(name, "AgentTask")
+        require_agent(agent, f"AgentTask {name!r}: agent", None)
         if not isinstance(priority, Priority):
             msg = f"AgentTask {name!r}: priority must be a TaskPriority, got {priority!r}"
             raise BuildError(msg)
@@ -223,23 +219,13 @@ def _task_list(tasks: Iterable[AgentTask[Any, Any]], where: str) -> list[AgentTa
 
 
 # --------------------------------------------------------------------------
-# The task pool: the one node kind this layer adds
+# The task pool (``_orchestration_pool``) and reading one task's outcome from it
 
 
-
-
-def _pool(
-    agents: Sequence[Agent[object, Any, Any]], priorities: Sequence[Priority], width: int | None, stop: _Stop
-) -> Agent[object, _TaskOutcomes, Never]:
-    # sorted() is stable: equal priorities keep task order.
-    order = tuple(sorted(range(len(agents)), key=lambda i: -int(priorities[i])))
-    return TaskPool(tuple(agents), order, width, stop)
-
-
-def _pick(name: str) -> Agent[_TaskOutcomes, Any, Any]:
+def _pick(name: str) -> Agent[TaskOutcomes, Any, Any]:
     """The outcome of task ``name`` from a pool's ``{name: Result}``, as this leaf's own."""
 
-    async def pick(outcomes: _TaskOutcomes) -> Result[Any, Any]:
+    async def pick(outcomes: TaskOutcomes) -> Result[Any, Any]:
         return outcomes[name]
 
     return agent(pick).named(name)
@@ -264,6 +250,10 @@ class ResultAggregator(Protocol[_R_co, _RE_co]):
     ...     def aggregate(self, results: dict[str, Result[object, object]]) -> Result[int, str]:
     ...         return Success(sum(isinstance(r, Success) for r in results.values()))
     >>> orchestrator = ParallelOrchestrator().with_aggregator(CountSuccesses())
+    >>> import trio
+    >>> from combinators import fail, succeed
+    >>> trio.run(orchestrator.execute, [AgentTask("a", succeed(1), None), AgentTask("b", fail("x"), None)])
+    <Success: 1>
     """
 
     def aggregate(self, results: dict[str, Result[Any, Any]], /) -> Result[_R_co, _RE_co]:
@@ -271,8 +261,8 @@ class ResultAggregator(Protocol[_R_co, _RE_co]):
         ...
 
 
-def _decide(aggregator: ResultAggregator[Any, Any]) -> Agent[_TaskOutcomes, Any, Any]:
-    async def decide(outcomes: _TaskOutcomes) -> Result[Any, Any]:
+def _decide(aggregator: ResultAggregator[Any, Any]) -> Agent[TaskOutcomes, Any, Any]:
+    async def decide(outcomes: TaskOutcomes) -> Result[Any, Any]:
         return aggregator.aggregate(outcomes)
 
     return agent(decide).named("aggregate")
@@ -282,7 +272,7 @@ class _FanOut:
     """A built-in aggregator: a fan-out combinator of the library."""
 
     #: The outcome that settles it, so a pool under a limit stops there.
-    _stop: ClassVar[_Stop] = None
+    _stop: ClassVar[StopAt] = None
 
     def _fanout(self, agents: Sequence[Agent[Any, Any, Any]]) -> Agent[Any, Any, Any]:
         raise NotImplementedError  # pragma: no cover
@@ -291,9 +281,16 @@ class _FanOut:
 @final
 @attrs.frozen
 class FirstSuccessfulAggregator(_FanOut):
-    """Race the tasks; the first success wins and the rest are cancelled (``first_success``)."""
+    """Race the tasks; the first success wins and the rest are cancelled (``first_success``).
 
-    _stop: ClassVar[_Stop] = "success"
+    >>> import trio
+    >>> from combinators import fail, succeed
+    >>> tasks = [AgentTask("a", fail("down"), None), AgentTask("b", succeed("ok"), None)]
+    >>> trio.run(ParallelOrchestrator(aggregator=FirstSuccessfulAggregator()).execute, tasks)
+    <Success: ok>
+    """
+
+    _stop: ClassVar[StopAt] = "success"
 
     def _fanout(self, agents: Sequence[Agent[Any, Any, Any]]) -> Agent[Any, Any, Any]:
         return first_success(*agents)
@@ -302,7 +299,14 @@ class FirstSuccessfulAggregator(_FanOut):
 @final
 @attrs.frozen
 class MajorityVoteAggregator(_FanOut):
-    """The success value more than half of the tasks agree on (``vote``), compared by ``key``."""
+    """The success value more than half of the tasks agree on (``vote``), compared by ``key``.
+
+    >>> import trio
+    >>> from combinators import succeed
+    >>> tasks = [AgentTask(n, succeed(v), None) for n, v in [("a", "Yes"), ("b", "yes"), ("c", "no")]]
+    >>> trio.run(ParallelOrchestrator(aggregator=MajorityVoteAggregator(key=str.lower)).execute, tasks)
+    <Success: Yes>
+    """
 
     key: Callable[[Any], Hashable] | None = None
 
@@ -313,7 +317,17 @@ class MajorityVoteAggregator(_FanOut):
 @final
 @attrs.frozen
 class AverageConfidenceAggregator(_FanOut):
-    """The mean ``confidence`` of the successful outputs (``average_confidence``)."""
+    """The mean ``confidence`` of the successful outputs (``average_confidence``).
+
+    >>> import attrs, trio
+    >>> from combinators import succeed
+    >>> @attrs.frozen
+    ... class Guess:
+    ...     confidence: float
+    >>> tasks = [AgentTask("a", succeed(Guess(0.5)), None), AgentTask("b", succeed(Guess(0.75)), None)]
+    >>> trio.run(ParallelOrchestrator(aggregator=AverageConfidenceAggregator()).execute, tasks).unwrap().mean
+    0.625
+    """
 
     def _fanout(self, agents: Sequence[Agent[Any, Any, Any]]) -> Agent[Any, Any, Any]:
         return average_confidence(*agents)
@@ -546,7 +560,7 @@ class ParallelOrchestrator(Generic[_Agg]):
         width = self.max_concurrency
         agg: object = self.aggregator
         if agg is None:
-            return _pool(agents, priorities, width, None if self.collect_errors else "failure").named("parallel")
+            return task_pool(agents, priorities, width, None if self.collect_errors else "failure").named("parallel")
         if not tasks:
             msg = f"ParallelOrchestrator: the aggregator {agg!r} needs at least one task"
             raise BuildError(msg)
@@ -557,8 +571,8 @@ class ParallelOrchestrator(Generic[_Agg]):
             # the aggregator is settled) and the same combinator decides on
             # their outcomes.
             picks = [_pick(t.name) for t in tasks]
-            return (_pool(agents, priorities, width, agg._stop) >> agg._fanout(picks)).named("parallel")
-        return (_pool(agents, priorities, width, None) >> _decide(cast("ResultAggregator[Any, Any]", agg))).named(
+            return (task_pool(agents, priorities, width, agg._stop) >> agg._fanout(picks)).named("parallel")
+        return (task_pool(agents, priorities, width, None) >> _decide(cast("ResultAggregator[Any, Any]", agg))).named(
             "parallel"
         )
 
@@ -602,7 +616,7 @@ class ParallelOrchestrator(Generic[_Agg]):
 
     def execute_streaming(
         self, tasks: Iterable[AgentTask[_O, _E]], *, buffer: int | None = None, observer: Observer | None = None
-    ) -> _Streaming[_O, _E]:
+    ) -> AbstractAsyncContextManager[Outcomes[tuple[str, Result[_O, _E | TimedOut]]]]:
         """``(name, Result)`` pairs as each task finishes: ``async with ... as results: async for ...``.
 
         The same task pool as ``execute(collect_errors=True)`` -- at most
@@ -622,16 +636,16 @@ class ParallelOrchestrator(Generic[_Agg]):
         if buffer is not None and (isinstance(buffer, bool) or not isinstance(buffer, int) or buffer < 0):
             msg = f"ParallelOrchestrator.execute_streaming(): buffer must be an int >= 0 or None, got {buffer!r}"
             raise BuildError(msg)
-        return _Streaming(self._stream(checked, buffer, observer))
+        return self._stream(checked, buffer, observer)
 
     @asynccontextmanager
     async def _stream(
         self, tasks: list[AgentTask[Any, Any]], buffer: int | None, observer: Observer | None
-    ) -> AsyncIterator[AsyncIterator[tuple[str, Result[Any, Any]]]]:
+    ) -> AsyncIterator[Outcomes[tuple[str, Result[Any, Any]]]]:
         size = buffer if buffer is not None else (self.max_concurrency or len(tasks))
         send, receive = trio.open_memory_channel[tuple[str, Result[Any, Any]]](size)
         handed = [(collect(t.as_agent(timeout=self.timeout)) >> _hand_over(t.name, send)).named(t.name) for t in tasks]
-        tree = _pool(handed, [t.priority for t in tasks], self.max_concurrency, None).named("parallel")
+        tree = task_pool(handed, [t.priority for t in tasks], self.max_concurrency, None).named("parallel")
 
         def start(nursery: trio.Nursery, crash: list[BaseException]) -> None:
             async def drive() -> None:
@@ -658,22 +672,6 @@ def _hand_over(
         return Success(None)
 
     return agent(hand_over)
-
-
-@final
-class _Streaming(Generic[_O, _E]):
-    """What ``execute_streaming`` returns: an async context manager of ``(name, Result)`` pairs."""
-
-    def __init__(self, cm: Any) -> None:
-        self._cm = cm
-
-    async def __aenter__(self) -> AsyncIterator[tuple[str, Result[_O, _E | TimedOut]]]:
-        it: AsyncIterator[tuple[str, Result[_O, _E | TimedOut]]] = await self._cm.__aenter__()
-        return it
-
-    async def __aexit__(self, *exc: Any) -> bool | None:
-        out: bool | None = await self._cm.__aexit__(*exc)
-        return out
 
 
 # --------------------------------------------------------------------------
@@ -757,7 +755,7 @@ class AgentChain(Generic[_I, _O, _E]):
     def then(self, agent: Agent[_O, _O2, _E2]) -> AgentChain[_I, _O2, _E | _E2]: ...
     def then(self, agent: Agent[Any, Any, Any]) -> Any:
         """Append ``agent``: it runs on the previous link's output (``>>``)."""
-        _require_agent(agent, f"AgentChain.then() (link {len(self.links) + 1})", None)
+        require_agent(agent, f"AgentChain.then() (link {len(self.links) + 1})", None)
         return self._add(ChainLink(agent))
 
     @overload
@@ -771,7 +769,7 @@ class AgentChain(Generic[_I, _O, _E]):
     def then_with_transform(self, agent: Agent[Any, Any, Any], transform: Callable[[Any], Any]) -> Any:
         """Append ``agent``, fed ``transform(previous output)`` (``pure(transform) >> agent``)."""
         where = f"AgentChain.then_with_transform() (link {len(self.links) + 1})"
-        _require_agent(agent, where, None)
+        require_agent(agent, where, None)
         if not callable(transform) or isinstance(transform, Agent):
             msg = f"{where}: transform must be a plain function, got {type(transform).__name__} {transform!r}"
             raise AgentTypeError(msg)
@@ -801,7 +799,7 @@ class AgentChain(Generic[_I, _O, _E]):
         a replacement output (``agent.recover(f)``).
         """
         where = f"AgentChain.then_with_fallback() (link {len(self.links) + 1})"
-        _require_agent(agent, where, None)
+        require_agent(agent, where, None)
         if isinstance(fallback, Agent):
             return self._add(ChainLink(agent, backup=fallback))
         if callable(fallback):
@@ -830,7 +828,15 @@ class AgentChain(Generic[_I, _O, _E]):
 @final
 @attrs.frozen
 class StepFailure:
-    """A chain step that failed: its name and error (see ``ChainOutcome``)."""
+    """A chain step that failed: its name and error (see ``ChainOutcome``).
+
+    >>> import trio
+    >>> from combinators import fail, pure
+    >>> chain = AgentChain().then_with_fallback(fail("down").named("primary"), fallback=pure(str.upper))
+    >>> outcome = trio.run(SequentialOrchestrator(continue_on_failure=True).execute, chain, "ok")
+    >>> outcome.failures
+    (StepFailure(step='primary', error='down'),)
+    """
 
     step: str
     error: object
@@ -844,6 +850,12 @@ class ChainOutcome(Generic[_O, _E]):
     ``result`` is the chain's final ``Result`` (the same as running the
     plain chain); ``failures`` lists every step that failed on the way, in
     order, including steps whose fallback then took over.
+
+    >>> import trio
+    >>> from combinators import fail, pure
+    >>> chain = AgentChain().then(pure(len)).then(fail("no").named("check"))
+    >>> trio.run(SequentialOrchestrator(continue_on_failure=True).execute, chain, "abc")
+    ChainOutcome(result=<Failure: no>, failures=(StepFailure(step='check', error='no'),))
     """
 
     result: Result[_O, _E]
@@ -884,8 +896,6 @@ def _settle(name: str) -> Agent[Any, Any, Any]:
 
 def _tracked(link: ChainLink) -> Agent[Any, Any, Any]:
     """One link over ``(value, failures)`` pairs, recording failures as it goes."""
-    from ._control import when
-
     primary: Agent[Any, Any, Any] = link.agent
     if link.transform is not None:
         primary = pure(link.transform) >> primary
@@ -1073,6 +1083,12 @@ class OrchestratorNode:
     A node is an agent; these build the usual kinds.  ``add_node`` also
     takes a chain or a list of tasks directly, and any orchestrator's
     ``tree(...)`` is a node too.
+
+    >>> from combinators import pure, run_sync
+    >>> run_sync(OrchestratorNode.parallel(pure(min), pure(max)), [3, 1, 2])
+    <Success: (1, 3)>
+    >>> run_sync(OrchestratorNode.tasks([AgentTask("n", pure(len), "abc")]), None)
+    <Success: {'n': 3}>
     """
 
     @staticmethod
@@ -1082,7 +1098,7 @@ class OrchestratorNode:
             msg = "OrchestratorNode.parallel(): needs at least one agent"
             raise BuildError(msg)
         for a in agents:
-            _require_agent(a, "OrchestratorNode.parallel()", None)
+            require_agent(a, "OrchestratorNode.parallel()", None)
         if len(agents) == 1:
             return agents[0].transform(lambda v: (v,))
         out: Agent[_I, tuple[Any, ...], _E] = functools.reduce(operator.or_, agents)
@@ -1149,6 +1165,17 @@ class HierarchicalOrchestrator:
     Refused when the call is made: a duplicate node name, a dependency
     naming a node not added yet, and a dependency that would close a cycle
     (``CycleError`` naming the whole cycle).
+
+    >>> import trio
+    >>> from combinators import pure
+    >>> dag = (
+    ...     HierarchicalOrchestrator()
+    ...     .add_node("words", pure(str.split))
+    ...     .add_node("count", pure(len))
+    ...     .add_dependency("count", depends_on="words")
+    ... )
+    >>> trio.run(dag.execute, "to be or not")
+    {'words': <Success: ['to', 'be', 'or', 'not']>, 'count': <Success: 4>}
     """
 
     max_concurrency: int | None
@@ -1193,7 +1220,7 @@ class HierarchicalOrchestrator:
     def add_node(self, name: str, node: NodeLike) -> HierarchicalOrchestrator:
         """A new orchestrator with node ``name`` (an agent, a chain or a list of tasks)."""
         where = f"HierarchicalOrchestrator.add_node({name!r})"
-        _check_name(name, where)
+        check_name(name, where)
         if name in self.names:
             msg = f"{where}: duplicate node name, the orchestrator already has a node called {name!r}"
             raise BuildError(msg)

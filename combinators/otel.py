@@ -37,6 +37,17 @@ class OtelObserver:
     tracer provider.  A span's parent is the open span of the nearest
     ancestor path, or the span current when the run started (so a run
     inside an application span nests under it).
+
+    >>> from opentelemetry.sdk.trace import TracerProvider
+    >>> from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    >>> from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    >>> from combinators import pure, run_sync
+    >>> exporter, provider = InMemorySpanExporter(), TracerProvider()
+    >>> provider.add_span_processor(SimpleSpanProcessor(exporter))
+    >>> tree = (pure(abs).named("abs") >> pure(str).named("str")).named("pipeline")
+    >>> _ = run_sync(tree, -1, observer=OtelObserver(provider.get_tracer("demo")))
+    >>> sorted(span.attributes["combinators.path"] for span in exporter.get_finished_spans())
+    ['pipeline', 'pipeline/abs', 'pipeline/str']
     """
 
     def __init__(self, tracer: Tracer | None = None) -> None:

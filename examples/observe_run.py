@@ -24,7 +24,7 @@ from combinators import (
     RunReport,
     TimedOut,
     build_report,
-    converter,
+    json_converter,
     run,
     to_mermaid,
     write_trace,
@@ -56,7 +56,7 @@ def main(symbol: str, trace_file: Path) -> RunReport:
     report = build_report(recorder.events)
     write_trace(recorder.events, trace_file)
     print(f"analyze({symbol!r}) gave, as JSON:")
-    print(json.dumps(converter.unstructure(result), indent=2))
+    print(json.dumps(json_converter.unstructure(result), indent=2))
     print("\nRun report (times in seconds of trio time):")
     print(report.table())
     print(f"\n{len(recorder.events)} events; Perfetto trace written to {trace_file}")

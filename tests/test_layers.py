@@ -43,7 +43,13 @@ LAYERS: Final[tuple[tuple[str, frozenset[str]], ...]] = (
         }),
     ),
     # The public faces.
-    ("top", frozenset({"_aio", "aio", "_cli", "__main__", "orchestration", "testing", "__init__"})),
+    # The internal API the object-style layer builds on (issue 17, part 3).
+    ("internal", frozenset({"_internal"})),
+    # The public faces; the task pool is the object-style layer's own node kind.
+    (
+        "top",
+        frozenset({"_aio", "aio", "_cli", "__main__", "orchestration", "_orchestration_pool", "testing", "__init__"}),
+    ),
 )
 
 #: Readers should need only the data below the interpreter.  These

@@ -30,11 +30,13 @@ from combinators import (
     Priority,
     Recorder,
     TimedOut,
+    Usage,
     Workflow,
     agent,
     aggregate,
     average_confidence,
     collect,
+    estimate,
     fail,
     first_success,
     pure,
@@ -520,6 +522,45 @@ async def test_parallel_edge_cases(autojump_clock: trio.testing.MockClock) -> No
     none: list[AgentTask[str, str]] = []
     async with ParallelOrchestrator().execute_streaming(none) as results:
         assert [r async for r in results] == []
+
+
+def test_the_task_pool_prints_its_fields_by_their_names() -> None:
+    tasks = [AgentTask(n, pure(str), n) for n in "ab"]
+    fail_fast = ParallelOrchestrator(max_concurrency=2).tree(tasks)
+    fields = set(attrs.fields_dict(type(fail_fast)))
+    assert {"max_concurrency", "stop_at"} <= fields
+    assert repr(fail_fast).endswith(", max_concurrency=2, stop_at='failure').named('parallel')")
+    assert repr(ParallelOrchestrator(collect_errors=True).tree(tasks)).endswith("'b')).named('parallel')")
+
+
+def test_estimate_bounds_an_orchestrator_tree_like_a_group() -> None:
+    """The pool is known to estimate (every task at most once), though it lives above the core."""
+    ask = pure(str.upper).costs(Usage(calls=1, cost=0.25))
+    tasks = [AgentTask(n, ask, n) for n in "abc"]
+    for orchestrator in (ParallelOrchestrator(), ParallelOrchestrator(max_concurrency=1, collect_errors=True)):
+        est = estimate(orchestrator.tree(tasks), None)
+        assert est.unbounded == ()
+        assert est.most == est.happy == Usage(calls=3, cost=0.75)
+    first = ParallelOrchestrator(max_concurrency=2, aggregator=FirstSuccessfulAggregator())
+    assert estimate(first.tree(tasks), None).most == Usage(calls=3, cost=0.75)
+
+
+def test_the_layer_takes_only_public_names_and_the_internal_api() -> None:
+    """orchestration builds from what users import, plus ``_internal``; no core module imports it."""
+    import ast
+
+    allowed = {None, "_internal", "_orchestration_pool"}  # None: ``from . import ...``
+    for name in ("orchestration.py", "_orchestration_pool.py"):
+        tree = ast.parse((ROOT / "combinators" / name).read_text())
+        relative = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level == 1}
+        assert relative <= allowed, (name, relative - allowed)
+    for path in (ROOT / "combinators").glob("_*.py"):
+        if path.name in ("_orchestration_pool.py", "_internal.py"):
+            continue
+        modules = [node.module or "" for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.ImportFrom)]
+        assert not [m for m in modules if m.lstrip("_").startswith("orchestration")], path.name
+    fanout = ast.parse((ROOT / "combinators" / "_fanout.py").read_text())
+    assert "_workflow" not in {node.module for node in ast.walk(fanout) if isinstance(node, ast.ImportFrom)}
 
 
 # -- SequentialOrchestrator ------------------------------------------------------

@@ -41,6 +41,7 @@ from combinators import (
     to_mermaid,
 )
 from combinators._plan import segments
+from combinators.testing import agent_trees, run_virtual
 
 # --------------------------------------------------------------------------
 # Helpers
@@ -735,3 +736,68 @@ async def test_a_chain_of_nodes_runs_on_in_one_task(autojump_clock: trio.testing
         trio.lowlevel.remove_instrument(counter)
     assert result == Success(1_000)
     assert counter.spawned == 1  # the root's task; every later node continues in it
+
+
+# --------------------------------------------------------------------------
+# Property: a workflow of generated trees is the composition it stands for
+#
+# The DAG *shapes* above come from ``specs()`` (edges, ordering-only edges,
+# handles or names: a graph, which a tree strategy does not draw); the
+# agents at the nodes here come from the one tree strategy,
+# ``combinators.testing.agent_trees``.
+
+
+def _shape(value: Any) -> Any:
+    """``value`` with node paths blanked and every leaf's name (its error) made the same.
+
+    Of simultaneous failures inside a fail-fast group, trio's scheduling
+    decides which is reported (DESIGN §3): two runs may name different
+    leaves, and nothing else.
+    """
+    match value:
+        case Success(inner):
+            return Success(_shape(inner))
+        case Failure(inner):
+            return Failure(_shape(inner))
+        case TimedOut():
+            return attrs.evolve(value, path="")
+        case str():
+            return "leaf" if value.startswith("leaf") else value
+        case tuple() | list():
+            return type(value)(_shape(v) for v in value)
+    return value
+
+
+def _workflow_error(result: Result[Any, Any]) -> Result[Any, Any]:
+    """A workflow's failure as the error of the node that failed first."""
+    match result:
+        case Failure(WorkflowFailed() as failed):
+            return Failure(failed.error)
+    return result
+
+
+@settings(max_examples=60, deadline=None)
+@given(agent_trees(max_leaves=6), agent_trees(max_leaves=6), st.integers(1, 3))
+def test_a_chain_of_nodes_is_a_sequence(a: Agent[Any, Any, Any], b: Agent[Any, Any, Any], x: int) -> None:
+    """``b`` after ``a`` in a workflow: the result and time of ``a >> b``."""
+    wf, first = Workflow.start(object).add("a", a)
+    wf, second = wf.add("b", b, after=first)
+    got, took = run_virtual(wf.build(output=second), x)
+    expected, expected_time = run_virtual(a >> b, x)
+    assert took == expected_time
+    assert _shape(_workflow_error(got)) == _shape(expected)
+
+
+@settings(max_examples=60, deadline=None)
+@given(agent_trees(max_leaves=6), agent_trees(max_leaves=6), st.integers(1, 3))
+def test_independent_nodes_under_cancel_are_a_group(a: Agent[Any, Any, Any], b: Agent[Any, Any, Any], x: int) -> None:
+    """Two independent nodes with ``on_failure="cancel"``: the result and time of ``a | b``."""
+    wf, left = Workflow.start(object).add("a", a)
+    wf, right = wf.add("b", b)
+    result, took = run_virtual(wf.build(on_failure="cancel"), x)
+    expected, expected_time = run_virtual(a.transform(lambda v: v) | b.transform(lambda v: v), x)
+    assert took == expected_time
+    got: Result[Any, Any] = result
+    if isinstance(result, Success):
+        got = Success((result.unwrap()[left], result.unwrap()[right]))
+    assert _shape(_workflow_error(got)) == _shape(expected)
