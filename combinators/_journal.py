@@ -20,7 +20,7 @@ the leaf layer, hashing and replay here):
   operation into one transaction, so leaves finishing together share an
   fsync.
 * :meth:`Journal._open_run` — what ``run(..., journal=, run_id=)`` calls
-  (the interpreter's ``RunJournal`` protocol): checks the tree (encodable
+  (the interpreter's ``Journal`` protocol): checks the tree (encodable
   outputs, same shape as the recorded run), opens a session and gives the
   journal's leaf layer, which ``run`` compiles the tree with.
 """

@@ -259,7 +259,7 @@ class Journal(abc.ABC):
 
     @asynccontextmanager
     async def _open_run(self, tree: Agent[Any, Any, Any], run_id: str) -> AsyncIterator[LeafLayer]:
-        """The leaf layer for one run of ``tree`` as ``run_id`` (``_plan.RunJournal``, what ``run`` calls).
+        """The leaf layer for one run of ``tree`` as ``run_id`` (``_plan.Journal``, what ``run`` calls).
 
         Checks the tree (encodable outputs, the same shape as the recorded
         run), then opens a session that lasts as long as the run.

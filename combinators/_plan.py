@@ -76,8 +76,12 @@ def policy_layer(policy: object) -> LeafLayer:
 
 
 @runtime_checkable
-class RunJournal(Protocol):
-    """What ``run(journal=...)`` is given: something that records a run's leaves (``Journal``).
+class Journal(Protocol):
+    """What ``run(journal=...)`` is given: the interpreter's view of a journal.
+
+    Named like the public ``combinators.Journal`` (the base class every
+    backend implements, which satisfies this protocol) because to a user of
+    ``run`` they are one thing, and type errors should say so.
 
     For one run of ``tree`` under ``run_id`` it opens a session (refusing a
     tree unlike the one recorded under that id) and gives the leaf layer

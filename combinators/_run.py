@@ -64,7 +64,7 @@ from ._observe import (
     observing,
     tell,
 )
-from ._plan import Compiler, Env, LeafLayer, RunJournal, bare_leaf, compiles, policy_layer, segments
+from ._plan import Compiler, Env, LeafLayer, Journal, bare_leaf, compiles, policy_layer, segments
 from ._spend import Budget, SpendLimit, Usage
 from ._types import Runner, _OB
 
@@ -84,7 +84,7 @@ async def run(
     *,
     max_concurrency: int | None = None,
     observer: Observer | None = None,
-    journal: RunJournal | None = None,
+    journal: Journal | None = None,
     run_id: str | None = None,
     budget: SpendLimit[_OB] | None = None,
 ) -> Result[_O, _E | _OB]:
@@ -130,7 +130,7 @@ async def _run_journaled(
     budget: SpendLimit[Any] | None,
 ) -> Result[Any, Any]:
     """Run ``agent`` with the leaf layer ``journal`` opens for ``run_id`` (``run(journal=, run_id=)``)."""
-    if not isinstance(journal, RunJournal):
+    if not isinstance(journal, Journal):
         msg = f"run(): journal must be a Journal (Journal.sqlite(path), ...), got {journal!r}"
         raise TypeError(msg)
     if not isinstance(run_id, str) or not run_id:
@@ -159,7 +159,7 @@ def run_sync(
     max_concurrency: int | None = None,
     observer: Observer | None = None,
     clock: trio.abc.Clock | None = None,
-    journal: RunJournal | None = None,
+    journal: Journal | None = None,
     run_id: str | None = None,
     budget: SpendLimit[_OB] | None = None,
 ) -> Result[_O, _E | _OB]:
