@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable
 from fractions import Fraction
@@ -38,6 +39,7 @@ from combinators import (
     run_sync,
     trace_events,
 )
+from combinators.testing import agent_trees
 
 # --------------------------------------------------------------------------
 # Usage
@@ -341,6 +343,12 @@ class World:
     refusals: list[OverBudget] = attrs.Factory(list)
     violations: list[str] = attrs.Factory(list)
 
+    def budget(self, limit: float) -> Budget:
+        """A new budget of ``limit`` (cost), watched by :meth:`check`."""
+        b = Budget(Usage(cost=limit), name=f"b{len(self.budgets)}")
+        self.budgets.append(b)
+        return b
+
     def check(self, when: str) -> None:
         for b in self.budgets:
             for s, r, c in zip(b._spent, b._reserved, b._cap, strict=True):
@@ -349,52 +357,42 @@ class World:
 
 
 COSTS = st.sampled_from([0.0, 0.1, 0.2, 0.25, 0.3, 1.0, 1.5])
+LIMITS = st.sampled_from([0.0, 0.3, 1.0, 2.5])
+
+_names = itertools.count()
 
 
 @st.composite
-def spend_trees(draw: st.DrawFn, world: World) -> Agent[Any, Any, Any]:
-    counter = iter(range(1 << 30))
+def spending(draw: st.DrawFn, world: World) -> Agent[Any, Any, Any]:
+    """A leaf that declares a cost, charges its declaration, part of it or nothing, and checks ``world``'s budgets."""
+    name = f"l{next(_names)}"
+    declared = Usage(calls=1, cost=draw(COSTS))
+    used = draw(st.none() | st.builds(lambda f: Usage(calls=1, cost=f * (declared.cost or 0)), st.sampled_from([0.0, 0.5, 1.0])))
+    delay = draw(st.integers(0, 3))
+    pattern = draw(st.lists(st.booleans(), min_size=1, max_size=3))
+    calls = iter(range(1 << 30))
 
-    @st.composite
-    def leaf(draw: st.DrawFn) -> Agent[Any, Any, Any]:
-        name = f"l{next(counter)}"
-        declared = Usage(calls=1, cost=draw(COSTS))
-        used = draw(st.none() | st.builds(lambda f: Usage(calls=1, cost=f * (declared.cost or 0)), st.sampled_from([0.0, 0.5, 1.0])))
-        delay = draw(st.integers(0, 3))
-        pattern = draw(st.lists(st.booleans(), min_size=1, max_size=3))
-        calls = iter(range(1 << 30))
+    async def body(x: Any) -> Result[Any, str]:
+        world.check(f"{name} start")
+        if used is not None:
+            charge(used)
+        ok = pattern[next(calls) % len(pattern)]
+        world.started.append((tuple(world.budgets), used or declared))
+        await trio.sleep(delay)
+        world.check(f"{name} end")
+        return Success(x) if ok else Failure(name)
 
-        async def body(x: Any) -> Result[Any, str]:
-            world.check(f"{name} start")
-            if used is not None:
-                charge(used)
-            ok = pattern[next(calls) % len(pattern)]
-            world.started.append((tuple(world.budgets), used or declared))
-            await trio.sleep(delay)
-            world.check(f"{name} end")
-            return Success(x) if ok else Failure(name)
+    return agent(body).named(name).costs(declared)
 
-        return agent(body).named(name).costs(declared)
 
-    def budgeted(a: Agent[Any, Any, Any], limit: float) -> Agent[Any, Any, Any]:
-        b = Budget(Usage(cost=limit), name=f"b{len(world.budgets)}")
-        world.budgets.append(b)
-        return a.budget(b)
-
-    def extend(children: Any) -> Any:
-        return st.one_of(
-            st.builds(lambda a, b: a >> b, children, children),
-            st.builds(lambda a, b: a | b, children, children),
-            st.builds(lambda a, b: a.fallback(b), children, children),
-            st.builds(lambda a, b: first_success(a, b), children, children),
-            st.builds(lambda a, s: a.timeout(s), children, st.sampled_from([0.5, 1.5, 4.5])),
-            st.builds(lambda a, n: a.retry(n, backoff=Backoff(base=1)), children, st.integers(0, 2)),
-            st.builds(lambda a, n: pure(lambda x: [x] * n) >> collect(each(a)), children, st.integers(0, 3)),
-            st.builds(lambda a, n: pure(lambda x: [x] * n) >> each(a), children, st.integers(0, 3)),
-            st.builds(budgeted, children, st.sampled_from([0.0, 0.3, 1.0, 2.5])),
-        )
-
-    return draw(st.recursive(leaf(), extend, max_leaves=8))
+def spend_trees(world: World) -> st.SearchStrategy[Agent[Any, Any, Any]]:
+    """Trees from the one tree strategy with every kind that reserves or settles; their budgets join ``world``."""
+    return agent_trees(
+        max_leaves=8,
+        leaves=spending(world),
+        kinds=("then", "parallel", "fallback", "first_success", "collect", "timeout", "retry", "each", "budget"),
+        budgets=LIMITS.map(world.budget),
+    )
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
