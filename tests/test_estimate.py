@@ -15,7 +15,6 @@ from returns.result import Failure, Result, Success
 
 from combinators import (
     Agent,
-    Backoff,
     Budget,
     EventKind,
     Recorder,
