@@ -25,7 +25,7 @@ from combinators import (
     to_mermaid,
     vote,
 )
-from observe_trees import Clocks, LeafSpec, Spec, build, trees
+from observe_trees import leaf_count, trees
 
 
 @agent
@@ -177,14 +177,9 @@ def test_bad_arguments() -> None:
         to_mermaid(pure(double), direction="UP")
 
 
-def _leaf_count(spec: Spec) -> int:
-    return 1 if isinstance(spec, LeafSpec) else sum(_leaf_count(c) for c in spec.children)
-
-
 @settings(max_examples=200, deadline=None)
 @given(trees)
-def test_generated_trees_draw_every_leaf_once(spec: Spec) -> None:
-    tree: Agent[Any, Any, Any] = build(spec, Clocks())
+def test_generated_trees_draw_every_leaf_once(tree: Agent[Any, Any, Any]) -> None:
     text = to_mermaid(tree)
     lines = text.splitlines()
     assert lines[0] == "flowchart LR"
@@ -193,4 +188,4 @@ def test_generated_trees_draw_every_leaf_once(spec: Spec) -> None:
     assert used <= declared
     assert sum(1 for ln in lines if ln.strip().startswith("subgraph ")) == sum(1 for ln in lines if ln.strip() == "end")
     labels = re.findall(r'n\d+\["(l\d+|root)"\]', text)
-    assert len(labels) == len(set(labels)) == _leaf_count(spec)
+    assert len(labels) == len(set(labels)) == leaf_count(tree)
