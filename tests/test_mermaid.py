@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any, ClassVar, Never, final
+from typing import Any, ClassVar, Never, final, get_args
 
 import attrs
 import pytest
@@ -25,6 +25,7 @@ from combinators import (
     to_mermaid,
     vote,
 )
+from combinators.testing import TreeKind, agent_trees
 from observe_trees import leaf_count, trees
 
 
@@ -189,3 +190,17 @@ def test_generated_trees_draw_every_leaf_once(tree: Agent[Any, Any, Any]) -> Non
     assert sum(1 for ln in lines if ln.strip().startswith("subgraph ")) == sum(1 for ln in lines if ln.strip() == "end")
     labels = re.findall(r'n\d+\["(l\d+|root)"\]', text)
     assert len(labels) == len(set(labels)) == leaf_count(tree)
+
+
+@settings(max_examples=100, deadline=None)
+@given(agent_trees(max_leaves=8, kinds=get_args(TreeKind), max_width=3))
+def test_trees_of_every_kind_draw_every_leaf_once(tree: Agent[Any, Any, Any]) -> None:
+    """Choices, loops, fan-outs, races and budgets too (a bind's options are chosen at run time: not drawn)."""
+    text = to_mermaid(tree)
+    lines = text.splitlines()
+    declared = set(re.findall(r"^\s*(n\d+)[\[\(\{]", text, re.M))
+    used = set(re.findall(r"\b(n\d+)\b", "\n".join(ln for ln in lines if "-->" in ln or ".->" in ln or "==>" in ln)))
+    assert used <= declared
+    assert sum(1 for ln in lines if ln.strip().startswith("subgraph ")) == sum(1 for ln in lines if ln.strip() == "end")
+    labels = re.findall(r'n\d+\["(leaf\d+)"\]', text)
+    assert sorted(labels) == sorted(node.name for node in tree.walk() if node.kind == "leaf" and node.name != "copies")
