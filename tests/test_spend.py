@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Callable
+from contextvars import ContextVar
 from fractions import Fraction
 from typing import Any
 
@@ -362,9 +363,13 @@ LIMITS = st.sampled_from([0.0, 0.3, 1.0, 2.5])
 _names = itertools.count()
 
 
+#: The World of the example in progress: the budgets drawn join it, the leaves check it.
+_WORLD: ContextVar[World] = ContextVar("test_spend.world")
+
+
 @st.composite
-def spending(draw: st.DrawFn, world: World) -> Agent[Any, Any, Any]:
-    """A leaf that declares a cost, charges its declaration, part of it or nothing, and checks ``world``'s budgets."""
+def spending(draw: st.DrawFn) -> Agent[Any, Any, Any]:
+    """A leaf that declares a cost, charges its declaration, part of it or nothing, and checks the world's budgets."""
     name = f"l{next(_names)}"
     declared = Usage(calls=1, cost=draw(COSTS))
     used = draw(st.none() | st.builds(lambda f: Usage(calls=1, cost=f * (declared.cost or 0)), st.sampled_from([0.0, 0.5, 1.0])))
@@ -373,6 +378,7 @@ def spending(draw: st.DrawFn, world: World) -> Agent[Any, Any, Any]:
     calls = iter(range(1 << 30))
 
     async def body(x: Any) -> Result[Any, str]:
+        world = _WORLD.get()
         world.check(f"{name} start")
         if used is not None:
             charge(used)
@@ -385,21 +391,19 @@ def spending(draw: st.DrawFn, world: World) -> Agent[Any, Any, Any]:
     return agent(body).named(name).costs(declared)
 
 
-def spend_trees(world: World) -> st.SearchStrategy[Agent[Any, Any, Any]]:
-    """Trees from the one tree strategy with every kind that reserves or settles; their budgets join ``world``."""
-    return agent_trees(
-        max_leaves=8,
-        leaves=spending(world),
-        kinds=("then", "parallel", "fallback", "first_success", "collect", "timeout", "retry", "each", "budget"),
-        budgets=LIMITS.map(world.budget),
-    )
+#: Trees from the one tree strategy with every kind that reserves or settles.
+spend_trees = agent_trees(
+    max_leaves=8,
+    leaves=spending(),
+    kinds=("then", "parallel", "fallback", "first_success", "collect", "timeout", "retry", "each", "budget"),
+    budgets=LIMITS.map(lambda limit: _WORLD.get().budget(limit)),
+)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data(), st.sampled_from([None, 0.5, 2.0, 5.0]), st.sampled_from([None, 2.0, 7.0]))
 def test_no_budget_is_ever_exceeded(data: st.DataObject, root_limit: float | None, cancel_at: float | None) -> None:
     world = World()
-    tree = data.draw(spend_trees(world))
     root = None
     if root_limit is not None:
         root = Budget(Usage(cost=root_limit), name="root")
@@ -407,7 +411,7 @@ def test_no_budget_is_ever_exceeded(data: st.DataObject, root_limit: float | Non
 
     rec = Recorder()
 
-    async def main() -> Result[Any, Any]:
+    async def main(tree: Agent[Any, Any, Any]) -> Result[Any, Any]:
         result: Result[Any, Any] = Failure("cancelled")
         with trio.move_on_after(cancel_at if cancel_at is not None else 1e9):
             if root is not None:
@@ -416,7 +420,12 @@ def test_no_budget_is_ever_exceeded(data: st.DataObject, root_limit: float | Non
                 result = await run(tree, 0, observer=rec)
         return result
 
-    result = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    token = _WORLD.set(world)
+    try:
+        tree = data.draw(spend_trees)
+        result = trio.run(main, tree, clock=trio.testing.MockClock(autojump_threshold=0))
+    finally:
+        _WORLD.reset(token)
     assert world.violations == []
     for b in world.budgets:
         assert b._reserved == [0] * len(b._reserved), "every reservation was settled"
