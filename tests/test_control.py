@@ -36,57 +36,69 @@ from combinators import (
     to_mermaid,
     when,
 )
+from combinators._control import Bind, Repeat, Switch, When
+from combinators._expr import Leaf, Then
+from combinators.testing import agent_trees
 
 ROOT = Path(__file__).resolve().parent.parent
 
 # --------------------------------------------------------------------------
-# A small tree language over ints, run two ways: built into agents and run
-# by the interpreter, or evaluated by the plain reference evaluator below.
+# Trees over ints from the one tree strategy, combinators.testing.agent_trees
+# (>>, switch, when, repeat and bind), with leaves of our own; run by the
+# interpreter, and evaluated by the plain reference evaluator below, which
+# reads the real nodes and calls their own key, predicate and choice functions.
+
+Outcome = tuple[str, Any]  # ("ok", value) | ("err", error), NoBranch without its path
+
+#: The idents of the leaves started by the run in progress, in order.
+LOG: list[int] = []
 
 
 @attrs.frozen
-class LeafS:
+class Step:
+    """A leaf's function: log ``ident``, sleep ``delay``, then give ``x + add`` or fail."""
+
     ident: int
     delay: int
     add: int
     fail_mod: int  # 0: never fails; else fails where x % fail_mod == 0
 
-
-@attrs.frozen
-class SeqS:
-    first: Spec
-    second: Spec
-
-
-@attrs.frozen
-class SwitchS:
-    mod: int
-    branches: tuple[Spec, ...]
-    default: Spec | None
+    async def __call__(self, x: int) -> Result[int, tuple[str, int, int]]:
+        LOG.append(self.ident)
+        await trio.sleep(self.delay)
+        if self.fail_mod and x % self.fail_mod == 0:
+            return Failure(("leaf", self.ident, x))
+        return Success(x + self.add)
 
 
 @attrs.frozen
-class WhenS:
-    mod: int
-    then: Spec
-    otherwise: Spec
+class Mod:
+    """A switch key (and a bind choice): ``x % n``."""
+
+    n: int
+
+    def __call__(self, x: int) -> int:
+        return x % self.n
 
 
 @attrs.frozen
-class RepeatS:
-    step: Spec
+class Divisible:
+    """A when / repeat condition: ``x % n == 0``."""
+
+    n: int
+
+    def __call__(self, x: int) -> bool:
+        return x % self.n == 0
+
+
+@attrs.frozen
+class AtLeast:
+    """A when / repeat condition: ``x >= threshold``."""
+
     threshold: int
-    max_times: int
 
-
-@attrs.frozen
-class BindS:
-    first: Spec
-    options: tuple[Spec, ...]
-
-
-Spec = LeafS | SeqS | SwitchS | WhenS | RepeatS | BindS
-Outcome = tuple[str, Any]  # ("ok", value) | ("err", error), NoBranch without its path
+    def __call__(self, x: int) -> bool:
+        return x >= self.threshold
 
 
 def normalise(result: Result[Any, Any]) -> Outcome:
@@ -98,60 +110,30 @@ def normalise(result: Result[Any, Any]) -> Outcome:
     return ("err", error)
 
 
-def build(spec: Spec, log: list[int]) -> Agent[int, int, Any]:
-    """The agent a spec describes; leaves append their ident to ``log`` when they start."""
-    match spec:
-        case LeafS(ident, delay, add, fail_mod):
-
-            async def leaf(x: int) -> Result[int, tuple[str, int, int]]:
-                log.append(ident)
-                await trio.sleep(delay)
-                if fail_mod and x % fail_mod == 0:
-                    return Failure(("leaf", ident, x))
-                return Success(x + add)
-
-            return agent(leaf).named(f"leaf{ident}")
-        case SeqS(first, second):
-            return build(first, log) >> build(second, log)
-        case SwitchS(mod, branches, default):
-            table = {k: build(b, log) for k, b in enumerate(branches)}
-            if default is None:
-                return switch(lambda x: x % mod, table)
-            return switch(lambda x: x % mod, table, default=build(default, log))
-        case WhenS(mod, then, otherwise):
-            return when(lambda x: x % mod == 0, build(then, log), build(otherwise, log))
-        case RepeatS(step, threshold, max_times):
-            return repeat(build(step, log), until=lambda x: x >= threshold, max_times=max_times)
-        case BindS(first, options):
-            built = tuple(build(o, log) for o in options)
-            return build(first, log).bind(lambda v: built[v % len(built)])
-    raise AssertionError(spec)  # pragma: no cover
-
-
-def reference(spec: Spec, x: int, log: list[int]) -> tuple[Outcome, int]:
+def reference(node: Agent[Any, Any, Any], x: int, log: list[int]) -> tuple[Outcome, int]:
     """Plain evaluation: the outcome and the time it takes (DESIGN §6)."""
-    match spec:
-        case LeafS(ident, delay, add, fail_mod):
+    match node:
+        case Leaf(fn=Step(ident, delay, add, fail_mod)):
             log.append(ident)
             if fail_mod and x % fail_mod == 0:
                 return ("err", ("leaf", ident, x)), delay
             return ("ok", x + add), delay
-        case SeqS(first, second):
+        case Then(first=first, second=second):
             out, t1 = reference(first, x, log)
             if out[0] == "err":
                 return out, t1
             out, t2 = reference(second, out[1], log)
             return out, t1 + t2
-        case SwitchS(mod, branches, default):
-            k = x % mod
-            if k < len(branches):
-                return reference(branches[k], x, log)
+        case Switch(key=key, keys=keys, branches=branches, default=default):
+            k = key(x)
+            if k in keys:
+                return reference(branches[keys.index(k)], x, log)
             if default is not None:
                 return reference(default, x, log)
             return ("err", ("nobranch", k)), 0
-        case WhenS(mod, then, otherwise):
-            return reference(then if x % mod == 0 else otherwise, x, log)
-        case RepeatS(step, threshold, max_times):
+        case When(pred=pred, then=then, otherwise=otherwise):
+            return reference(then if pred(x) else otherwise, x, log)
+        case Repeat(step=step, until=until, max_times=max_times):
             state, total = x, 0
             for _ in range(max_times):
                 out, t = reference(step, state, log)
@@ -159,40 +141,35 @@ def reference(spec: Spec, x: int, log: list[int]) -> tuple[Outcome, int]:
                 if out[0] == "err":
                     return out, total
                 state = out[1]
-                if state >= threshold:
+                if until(state):
                     return out, total
             return ("err", GaveUp(state, max_times)), total
-        case BindS(first, options):
+        case Bind(inner=first, f=choose):
             out, t1 = reference(first, x, log)
             if out[0] == "err":
                 return out, t1
             v = out[1]
-            out, t2 = reference(options[v % len(options)], v, log)
+            out, t2 = reference(choose(v), v, log)
             return out, t1 + t2
-    raise AssertionError(spec)  # pragma: no cover
+    raise AssertionError(node)  # pragma: no cover
 
 
 leaves = st.builds(
-    LeafS,
+    Step,
     st.integers(0, 10**6),
     st.integers(0, 2),
     st.integers(-2, 4),
     st.sampled_from([0, 0, 0, 3, 5]),
+).map(lambda step: agent(step).named(f"leaf{step.ident}"))
+
+trees = agent_trees(
+    max_leaves=8,
+    leaves=leaves,
+    kinds=("then", "switch", "when", "repeat", "bind"),
+    max_width=3,
+    keys=st.integers(2, 4).map(Mod),
+    predicates=st.integers(2, 3).map(Divisible) | st.integers(-5, 12).map(AtLeast),
 )
-
-
-def _extend(children: st.SearchStrategy[Spec]) -> st.SearchStrategy[Spec]:
-    some = st.lists(children, min_size=1, max_size=3).map(tuple)
-    return st.one_of(
-        st.builds(SeqS, children, children),
-        st.builds(SwitchS, st.integers(2, 4), some, st.none() | children),
-        st.builds(WhenS, st.integers(2, 3), children, children),
-        st.builds(RepeatS, children, st.integers(-5, 12), st.integers(1, 4)),
-        st.builds(BindS, children, some),
-    )
-
-
-specs: st.SearchStrategy[Spec] = st.recursive(leaves, _extend, max_leaves=8)
 
 
 def run_timed(
@@ -207,38 +184,36 @@ def run_timed(
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(specs, st.integers(-6, 12), st.booleans(), st.sampled_from([None, 1]))
-def test_matches_reference_evaluator(spec: Spec, x: int, observe: bool, max_concurrency: int | None) -> None:
+@given(trees, st.integers(-6, 12), st.booleans(), st.sampled_from([None, 1]))
+def test_matches_reference_evaluator(tree: Agent[int, int, Any], x: int, observe: bool, max_concurrency: int | None) -> None:
     """Outcome, leaves run (and their order) and trio time equal the reference exactly.
 
     In every mode: with or without an observer, with or without a run-wide
     limit of one leaf at a time (these trees are sequential, so it costs nothing).
     """
     ref_log: list[int] = []
-    expected, expected_time = reference(spec, x, ref_log)
-    log: list[int] = []
+    expected, expected_time = reference(tree, x, ref_log)
+    LOG.clear()
     recorder = Recorder() if observe else None
-    result, took = run_timed(build(spec, log), x, recorder, max_concurrency)
+    result, took = run_timed(tree, x, recorder, max_concurrency)
     assert normalise(result) == expected
-    assert log == ref_log  # exactly the chosen branches, exactly as many rounds
+    assert LOG == ref_log  # exactly the chosen branches, exactly as many rounds
     assert took == expected_time
     if recorder is not None:
         # every node that started also finished, and leaves started as logged
         kinds = [e.kind.value for e in recorder.events]
         assert kinds.count("started") * 2 == len(kinds)
         leaf_starts = [e for e in recorder.events if e.kind.value == "started" and e.node == "leaf"]
-        assert len(leaf_starts) == len(log)
+        assert len(leaf_starts) == len(LOG)
 
 
 @settings(max_examples=60, deadline=None)
-@given(specs, st.lists(specs, min_size=1, max_size=3), st.integers(-6, 12))
-def test_bind_equals_running_the_chosen_agent_by_hand(first: Spec, options: list[Spec], x: int) -> None:
-    log: list[int] = []
-    a = build(first, log)
-    built = [build(o, log) for o in options]
-
+@given(trees, st.lists(trees, min_size=1, max_size=3), st.integers(-6, 12))
+def test_bind_equals_running_the_chosen_agent_by_hand(
+    a: Agent[int, int, Any], options: list[Agent[int, int, Any]], x: int
+) -> None:
     def choose(v: int) -> Agent[int, int, Any]:
-        return built[v % len(built)]
+        return options[v % len(options)]
 
     bound_result, bound_time = run_timed(a.bind(choose), x)
     first_result, t1 = run_timed(a, x)

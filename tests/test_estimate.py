@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from fractions import Fraction
 from typing import Any
 
@@ -14,7 +15,6 @@ from returns.result import Failure, Result, Success
 
 from combinators import (
     Agent,
-    Backoff,
     Budget,
     EventKind,
     Recorder,
@@ -34,6 +34,7 @@ from combinators import (
     vote,
     when,
 )
+from combinators.testing import agent_trees
 
 ASK = Usage(calls=1, input_tokens=100, cost=0.25)
 
@@ -142,43 +143,40 @@ def test_errors_and_text() -> None:
 # The bound holds for every run; happy is exact when nothing fails
 
 
+_names = itertools.count()
+
+
 @st.composite
-def trees(draw: st.DrawFn, failures: bool) -> Agent[Any, Any, Any]:
-    counter = iter(range(1 << 30))
+def priced(draw: st.DrawFn, failures: bool) -> Agent[Any, Any, Any]:
+    """A leaf that declares one call and a cost, charges it or not, and fails by a pattern (when ``failures``)."""
+    name = f"l{next(_names)}"
+    declared = Usage(calls=1, cost=draw(st.sampled_from([0.0, 0.1, 0.25, 1.0])))
+    charges = draw(st.booleans())
+    delay = draw(st.integers(0, 3))
+    pattern = draw(st.lists(st.booleans(), min_size=1, max_size=3)) if failures else [True]
+    calls = iter(range(1 << 30))
 
-    @st.composite
-    def one(draw: st.DrawFn) -> Agent[Any, Any, Any]:
-        name = f"l{next(counter)}"
-        declared = Usage(calls=1, cost=draw(st.sampled_from([0.0, 0.1, 0.25, 1.0])))
-        charges = draw(st.booleans())
-        delay = draw(st.integers(0, 3))
-        pattern = draw(st.lists(st.booleans(), min_size=1, max_size=3)) if failures else [True]
-        calls = iter(range(1 << 30))
+    async def body(x: Any) -> Result[Any, str]:
+        if charges:
+            charge(declared)
+        await trio.sleep(delay)
+        return Success(x) if pattern[next(calls) % len(pattern)] else Failure(name)
 
-        async def body(x: Any) -> Result[Any, str]:
-            if charges:
-                charge(declared)
-            await trio.sleep(delay)
-            return Success(x) if pattern[next(calls) % len(pattern)] else Failure(name)
+    return agent(body).named(name).costs(declared)
 
-        return agent(body).named(name).costs(declared)
 
-    def extend(children: Any) -> Any:
-        return st.one_of(
-            st.builds(lambda a, b: a >> b, children, children),
-            st.builds(lambda a, b: a | b, children, children),
-            st.builds(lambda a, b: a.fallback(b), children, children),
-            st.builds(lambda a, b: first_success(a, b), children, children),
-            st.builds(lambda a, b: collect(a | b), children, children),
-            st.builds(lambda a, s: a.timeout(s), children, st.sampled_from([0.5, 1.5, 20.0])),
-            st.builds(lambda a, n: a.retry(n, backoff=Backoff(base=1)), children, st.integers(0, 2)),
-            # at_most is the real count here, so happy stays exact.
-            st.builds(lambda a, n: pure(lambda x: [x] * n) >> each(a, at_most=n), children, st.integers(0, 2)),
-            st.builds(lambda a, n: pure(lambda x: [x] * n) >> collect(each(a, at_most=n)), children, st.integers(0, 2)),
-            st.builds(lambda a: a.budget(Usage(cost=1.0)), children),
-        )
+def trees(failures: bool) -> st.SearchStrategy[Agent[Any, Any, Any]]:
+    """Trees from the one tree strategy with every kind estimate counts (``each`` states its real count)."""
+    return agent_trees(
+        max_leaves=8,
+        leaves=priced(failures),
+        kinds=("then", "parallel", "fallback", "first_success", "collect", "timeout", "retry", "each", "budget"),
+        budgets=st.just(Usage(cost=1.0)),
+        max_width=3,
+    )
 
-    return draw(st.recursive(one(), extend, max_leaves=8))
+
+TREES = {failures: trees(failures) for failures in (False, True)}
 
 
 def _actual(events: list[Any]) -> tuple[int, Fraction]:
@@ -189,7 +187,7 @@ def _actual(events: list[Any]) -> tuple[int, Fraction]:
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data(), st.booleans())
 def test_every_run_is_within_most_and_a_clean_run_is_happy(data: st.DataObject, failures: bool) -> None:
-    tree = data.draw(trees(failures))
+    tree = data.draw(TREES[failures])
     x = data.draw(st.lists(st.integers(), max_size=3))
     est = estimate(tree, x)
     assert est.bounded

@@ -6,6 +6,7 @@ scenario both use lives in tests/journal_crash_agent.py.
 
 from __future__ import annotations
 
+import itertools
 import re
 import subprocess
 import sys
@@ -31,6 +32,7 @@ from combinators import (
     JournalMismatch,
     JournalWriteError,
     LeafContext,
+    Parallel,
     agent,
     collect,
     current_leaf,
@@ -40,7 +42,9 @@ from combinators import (
     run,
     versioned,
 )
+from combinators._expr import Leaf, Then
 from combinators._journal_sqlite import _SqliteSession
+from combinators.testing import agent_trees
 
 HERE = Path(__file__).parent
 AGENT = HERE / "journal_crash_agent.py"
@@ -368,24 +372,35 @@ def test_sigkill_then_resume_on_sqlite(tmp_path: Path) -> None:
 # Property: random trees, random crash points, resume
 
 
+#: Per leaf path, how many times its function started in the run in progress.
+STARTS: Counter[str] = Counter()
+
+
 @attrs.frozen
-class Spec:
-    """A random tree: ``("leaf", delay)``, ``("seq", [..])`` or ``("par", [..])``."""
+class Mix:
+    """A journaled leaf's function: sleep ``delay``, give ``3 * flat(x) + k``; counts its starts by path."""
 
-    kind: str
-    delay: int = 0
-    kids: tuple[Spec, ...] = ()
+    k: int
+    delay: int
+
+    async def __call__(self, x: Any) -> int:
+        ctx = current_leaf()
+        assert ctx is not None
+        STARTS[ctx.path] += 1
+        await trio.sleep(self.delay)
+        return _flat(x) * 3 + self.k
 
 
-def _specs() -> st.SearchStrategy[Spec]:
-    leaf = st.integers(0, 3).map(lambda d: Spec("leaf", d))
-    return st.recursive(
-        leaf,
-        lambda inner: st.builds(
-            Spec, st.sampled_from(["seq", "par"]), st.just(0), st.lists(inner, min_size=1, max_size=4).map(tuple)
-        ),
-        max_leaves=12,
-    )
+_ks = itertools.count(1)
+
+
+def _mix(delay: int) -> Agent[Any, int, Any]:
+    k = next(_ks)
+    return lift(Mix(k, delay)).named(f"L{k}")
+
+
+#: Trees of ``>>`` and ``|`` groups of up to four, from the one tree strategy.
+mixes = agent_trees(max_leaves=12, leaves=st.integers(0, 3).map(_mix), kinds=("then", "parallel"), max_width=4)
 
 
 def _flat(x: Any) -> int:
@@ -394,57 +409,34 @@ def _flat(x: Any) -> int:
     return int(x)
 
 
-def _build(spec: Spec, starts: Counter[str], counter: list[int]) -> Agent[Any, Any, Any]:
-    if spec.kind == "leaf":
-        counter[0] += 1
-        k = counter[0]
-        delay = spec.delay
-
-        async def leaf(x: Any) -> int:
-            ctx = current_leaf()
-            assert ctx is not None
-            starts[ctx.path] += 1
-            await trio.sleep(delay)
+def _reference(node: Agent[Any, Any, Any], x: Any) -> Any:
+    """What ``node`` gives on ``x``, read from its nodes."""
+    match node:
+        case Leaf(fn=Mix(k=k)):
             return _flat(x) * 3 + k
-
-        return lift(leaf).named(f"L{k}")
-    kids = [_build(s, starts, counter) for s in spec.kids]
-    out = kids[0]
-    for kid in kids[1:]:
-        out = (out >> kid) if spec.kind == "seq" else (out | kid)
-    return out.named(f"{spec.kind}{counter[0]}") if len(kids) > 1 else out
+        case Then(first=first, second=second):
+            return _reference(second, _reference(first, x))
+        case Parallel(operands=operands):
+            return tuple(_reference(op, x) for op in operands)
+    raise AssertionError(node)  # pragma: no cover
 
 
-def _reference(spec: Spec, x: Any, counter: list[int]) -> Any:
-    if spec.kind == "leaf":
-        counter[0] += 1
-        return _flat(x) * 3 + counter[0]
-    if spec.kind == "seq":
-        for kid in spec.kids:
-            x = _reference(kid, x, counter)
-        return x
-    return tuple(_reference(kid, x, counter) for kid in spec.kids) if len(spec.kids) > 1 else _reference(
-        spec.kids[0], x, counter
-    )
+def _leaf_count(tree: Agent[Any, Any, Any]) -> int:
+    return sum(1 for node in tree.walk() if isinstance(node, Leaf))
 
 
-def _leaf_count(spec: Spec) -> int:
-    return 1 if spec.kind == "leaf" else sum(_leaf_count(k) for k in spec.kids)
-
-
-async def _crash_resume(spec: Spec, crash_at: float, journal: Journal) -> None:
-    starts = Counter[str]()
-    tree = _build(spec, starts, [0])
-    expected = _reference(spec, 1, [0])
+async def _crash_resume(tree: Agent[Any, Any, Any], crash_at: float, journal: Journal) -> None:
+    STARTS.clear()
+    expected = _reference(tree, 1)
     t0 = trio.current_time()
     with trio.move_on_after(crash_at):
         await run(tree, 1, journal=journal, run_id="p")
     crashed = trio.current_time() - t0
-    first = Counter(starts)
+    first = Counter(STARTS)
     recorded = {r.path for r in await journal.records("p") if r.done}
-    starts.clear()
+    STARTS.clear()
     assert await run(tree, 1, journal=journal, run_id="p") == Success(expected)
-    second = Counter(starts)
+    second = Counter(STARTS)
     # Every leaf position runs exactly once across both runs, except the
     # ones in flight at the crash (started, not recorded), which run twice.
     in_flight = set(first) - recorded
@@ -452,31 +444,30 @@ async def _crash_resume(spec: Spec, crash_at: float, journal: Journal) -> None:
     assert all(n == 1 for n in second.values())
     assert set(second) == (set(first) | set(second)) - recorded
     assert not (set(second) & recorded)
-    assert len(recorded) + len(second) == _leaf_count(spec)
-    assert sum(first.values()) + sum(second.values()) == _leaf_count(spec) + len(in_flight)
+    assert len(recorded) + len(second) == _leaf_count(tree)
+    assert sum(first.values()) + sum(second.values()) == _leaf_count(tree) + len(in_flight)
     assert crashed <= crash_at
-    starts.clear()
+    STARTS.clear()
     assert await run(tree, 1, journal=journal, run_id="p") == Success(expected)
-    assert not starts  # a finished run executes nothing
+    assert not STARTS  # a finished run executes nothing
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(spec=_specs(), crash_at=st.integers(0, 12).map(lambda t: t / 2))
-def test_property_crash_anywhere_then_resume_memory(spec: Spec, crash_at: float) -> None:
-    trio.run(_crash_resume, spec, crash_at, Journal.memory(), clock=trio.testing.MockClock(autojump_threshold=0))
+@given(tree=mixes, crash_at=st.integers(0, 12).map(lambda t: t / 2))
+def test_property_crash_anywhere_then_resume_memory(tree: Agent[Any, Any, Any], crash_at: float) -> None:
+    trio.run(_crash_resume, tree, crash_at, Journal.memory(), clock=trio.testing.MockClock(autojump_threshold=0))
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(spec=_specs(), crash_at=st.integers(0, 12).map(lambda t: t / 2))
-def test_property_crash_anywhere_then_resume_sqlite(tmp_path: Path, spec: Spec, crash_at: float) -> None:
+@given(tree=mixes, crash_at=st.integers(0, 12).map(lambda t: t / 2))
+def test_property_crash_anywhere_then_resume_sqlite(tmp_path: Path, tree: Agent[Any, Any, Any], crash_at: float) -> None:
     db = tmp_path / f"p{len(list(tmp_path.iterdir()))}.db"
     journal = Journal.sqlite(str(db))
-    trio.run(_crash_resume, spec, crash_at, journal, clock=trio.testing.MockClock(autojump_threshold=0))
+    trio.run(_crash_resume, tree, crash_at, journal, clock=trio.testing.MockClock(autojump_threshold=0))
 
 
 async def test_journal_costs_no_virtual_time(autojump_clock: trio.testing.MockClock) -> None:
-    spec = Spec("seq", kids=(Spec("leaf", 2), Spec("par", kids=(Spec("leaf", 3), Spec("leaf", 1)))))
-    tree = _build(spec, Counter(), [0])
+    tree = _mix(2) >> (_mix(3) | _mix(1))
     t0 = trio.current_time()
     await run(tree, 1, journal=Journal.memory(), run_id="t")
     assert trio.current_time() - t0 == 5

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any, ClassVar, Never, final
+from typing import Any, ClassVar, Never, final, get_args
 
 import attrs
 import pytest
@@ -25,7 +25,8 @@ from combinators import (
     to_mermaid,
     vote,
 )
-from observe_trees import Clocks, LeafSpec, Spec, build, trees
+from combinators.testing import TreeKind, agent_trees
+from observe_trees import leaf_count, trees
 
 
 @agent
@@ -177,14 +178,9 @@ def test_bad_arguments() -> None:
         to_mermaid(pure(double), direction="UP")
 
 
-def _leaf_count(spec: Spec) -> int:
-    return 1 if isinstance(spec, LeafSpec) else sum(_leaf_count(c) for c in spec.children)
-
-
 @settings(max_examples=200, deadline=None)
 @given(trees)
-def test_generated_trees_draw_every_leaf_once(spec: Spec) -> None:
-    tree: Agent[Any, Any, Any] = build(spec, Clocks())
+def test_generated_trees_draw_every_leaf_once(tree: Agent[Any, Any, Any]) -> None:
     text = to_mermaid(tree)
     lines = text.splitlines()
     assert lines[0] == "flowchart LR"
@@ -193,4 +189,18 @@ def test_generated_trees_draw_every_leaf_once(spec: Spec) -> None:
     assert used <= declared
     assert sum(1 for ln in lines if ln.strip().startswith("subgraph ")) == sum(1 for ln in lines if ln.strip() == "end")
     labels = re.findall(r'n\d+\["(l\d+|root)"\]', text)
-    assert len(labels) == len(set(labels)) == _leaf_count(spec)
+    assert len(labels) == len(set(labels)) == leaf_count(tree)
+
+
+@settings(max_examples=100, deadline=None)
+@given(agent_trees(max_leaves=8, kinds=get_args(TreeKind), max_width=3))
+def test_trees_of_every_kind_draw_every_leaf_once(tree: Agent[Any, Any, Any]) -> None:
+    """Choices, loops, fan-outs, races and budgets too (a bind's options are chosen at run time: not drawn)."""
+    text = to_mermaid(tree)
+    lines = text.splitlines()
+    declared = set(re.findall(r"^\s*(n\d+)[\[\(\{]", text, re.M))
+    used = set(re.findall(r"\b(n\d+)\b", "\n".join(ln for ln in lines if "-->" in ln or ".->" in ln or "==>" in ln)))
+    assert used <= declared
+    assert sum(1 for ln in lines if ln.strip().startswith("subgraph ")) == sum(1 for ln in lines if ln.strip() == "end")
+    labels = re.findall(r'n\d+\["(leaf\d+)"\]', text)
+    assert sorted(labels) == sorted(node.name for node in tree.walk() if node.kind == "leaf" and node.name != "copies")

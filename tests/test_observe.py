@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from returns.result import Failure, Result, Success
 
 from combinators import (
+    Agent,
     Backoff,
     Event,
     EventKind,
@@ -25,13 +26,12 @@ from combinators import (
 )
 from combinators._observe import TERMINAL, emit
 from combinators._run import compile_tree
-from observe_trees import Clocks, Spec, build, trees
+from observe_trees import Clocks, recording, trees
 
 
-def run_recorded(spec: Spec) -> tuple[Result[Any, Any], list[Event], Clocks, float, float]:
-    """Run the tree of ``spec`` under a MockClock; events, leaf clocks, start and end."""
+def run_recorded(tree: Agent[Any, Any, Any]) -> tuple[Result[Any, Any], list[Event], Clocks, float, float]:
+    """Run ``tree`` under a MockClock; events, leaf clocks, start and end."""
     clocks = Clocks()
-    tree = build(spec, clocks)
     rec = Recorder()
     times: list[float] = []
 
@@ -41,7 +41,8 @@ def run_recorded(spec: Spec) -> tuple[Result[Any, Any], list[Event], Clocks, flo
         times.append(trio.current_time())
         return result
 
-    result = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    with recording(clocks):
+        result = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
     return result, rec.events, clocks, times[0], times[1]
 
 
@@ -62,8 +63,8 @@ def check_started_then_one_terminal(events: list[Event]) -> dict[str, list[Event
 
 @settings(max_examples=150, deadline=None)
 @given(trees)
-def test_every_start_has_exactly_one_terminal_event(spec: Spec) -> None:
-    result, events, _, t0, t1 = run_recorded(spec)
+def test_every_start_has_exactly_one_terminal_event(tree: Agent[Any, Any, Any]) -> None:
+    result, events, _, t0, t1 = run_recorded(tree)
     by_path = check_started_then_one_terminal(events)
     root = by_path["root"]
     assert [e.kind for e in root] == [
@@ -75,8 +76,8 @@ def test_every_start_has_exactly_one_terminal_event(spec: Spec) -> None:
 
 @settings(max_examples=150, deadline=None)
 @given(trees)
-def test_retried_events_match_attempts(spec: Spec) -> None:
-    _, events, _, _, _ = run_recorded(spec)
+def test_retried_events_match_attempts(tree: Agent[Any, Any, Any]) -> None:
+    _, events, _, _, _ = run_recorded(tree)
     starts: dict[str, int] = defaultdict(int)
     retried: dict[str, list[int]] = defaultdict(list)
     retry_paths = set()
@@ -113,8 +114,8 @@ def test_retried_events_match_attempts(spec: Spec) -> None:
 
 @settings(max_examples=100, deadline=None)
 @given(trees)
-def test_leaf_event_times_are_the_clock_times(spec: Spec) -> None:
-    _, events, clocks, _, _ = run_recorded(spec)
+def test_leaf_event_times_are_the_clock_times(tree: Agent[Any, Any, Any]) -> None:
+    _, events, clocks, _, _ = run_recorded(tree)
     seen: dict[str, list[tuple[float, float]]] = defaultdict(list)
     open_: dict[str, float] = {}
     for e in events:

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from returns.result import Failure, Result, Success
 
 from combinators import (
+    Agent,
     Backoff,
     NodeStatus,
     Recorder,
@@ -23,20 +24,18 @@ from combinators import (
     run,
 )
 from combinators.testing import fake, run_virtual
-from observe_trees import LeafSpec, Spec, trees
+from observe_trees import trees
 from test_observe import run_recorded
 
 
-def _has_retry(spec: Spec) -> bool:
-    if isinstance(spec, LeafSpec):
-        return False
-    return spec.op == "retry" or any(_has_retry(c) for c in spec.children)
+def _has_retry(tree: Agent[Any, Any, Any]) -> bool:
+    return any(node.kind == "retry" for node in tree.walk())
 
 
 @settings(max_examples=150, deadline=None)
 @given(trees)
-def test_report_times_are_the_clock_times(spec: Spec) -> None:
-    result, events, clocks, t0, t1 = run_recorded(spec)
+def test_report_times_are_the_clock_times(tree: Agent[Any, Any, Any]) -> None:
+    result, events, clocks, t0, t1 = run_recorded(tree)
     report = build_report(events)
     root = report["root"]
     assert (root.start, root.end) == (t0, t1)
@@ -59,14 +58,14 @@ def test_report_times_are_the_clock_times(spec: Spec) -> None:
 
 @settings(max_examples=150, deadline=None)
 @given(trees)
-def test_critical_path_is_ordered_and_adds_up(spec: Spec) -> None:
-    _, events, _, t0, t1 = run_recorded(spec)
+def test_critical_path_is_ordered_and_adds_up(tree: Agent[Any, Any, Any]) -> None:
+    _, events, _, t0, t1 = run_recorded(tree)
     report = build_report(events)
     path = [report[p] for p in report.critical_path]
     assert path
     for a, b in zip(path, path[1:], strict=False):
         assert a.end is not None and b.start >= a.end
-    if not _has_retry(spec):
+    if not _has_retry(tree):
         # Without backoff waits, time is always spent in some node.
         assert sum(n.duration or 0.0 for n in path) == t1 - t0
 
@@ -104,8 +103,8 @@ def test_on_a_tie_a_succeeded_parent_prefers_a_succeeded_child() -> None:
 
 @settings(max_examples=150, deadline=None)
 @given(trees)
-def test_the_critical_path_avoids_siblings_cancelled_by_a_failure(spec: Spec) -> None:
-    _, events, _, _, _ = run_recorded(spec)
+def test_the_critical_path_avoids_siblings_cancelled_by_a_failure(tree: Agent[Any, Any, Any]) -> None:
+    _, events, _, _, _ = run_recorded(tree)
     report = build_report(events)
     by_parent: dict[str, list[Any]] = {}
     for n in report.nodes[1:]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from datetime import timedelta
 from typing import Any
@@ -26,7 +27,8 @@ from combinators import (
     agent,
     run,
 )
-from combinators.testing import Calls, fake, run_virtual
+from combinators._expr import Limit
+from combinators.testing import Calls, agent_trees, fake, run_virtual
 
 # -- timeout ---------------------------------------------------------------------------
 
@@ -155,41 +157,53 @@ def test_jitter_is_seedable_and_bounded() -> None:
 Group = tuple[int, list[Calls]]  # a limit and the Calls of the leaves under it
 
 
+#: The calls of every counted leaf, by name (names are unique).
+CALLS: dict[str, Calls] = {}
+_ids = itertools.count()
+
+
 @st.composite
-def limited_trees(draw: st.DrawFn) -> tuple[Agent[Any, Any, Any], list[Group]]:
-    """Random groups of leaves under random nested limits."""
-    ids = iter(range(1000))
-    groups: list[Group] = []
+def counted(draw: st.DrawFn) -> Agent[Any, Any, Any]:
+    """A leaf of 1 to 4 seconds whose :class:`Calls` are in :data:`CALLS`."""
+    name = f"leaf{next(_ids)}"
+    calls = CALLS[name] = Calls()
+    return fake(name, delay=draw(st.integers(1, 4)), value=0, calls=calls)
 
-    def build(depth: int) -> tuple[Agent[Any, Any, Any], list[Calls]]:
-        if depth == 0 or draw(st.integers(0, 3)) == 0:
-            calls = Calls()
-            leaf = fake(f"leaf{next(ids)}", delay=draw(st.integers(1, 4)), value=0, calls=calls)
-            return leaf, [calls]
-        parts = [build(depth - 1) for _ in range(draw(st.integers(2, 5)))]
-        tree: Agent[Any, Any, Any] = parts[0][0]
-        for part, _ in parts[1:]:
-            tree = tree | part
-        every = [c for _, cs in parts for c in cs]
-        if draw(st.booleans()):
-            n = draw(st.integers(1, 4))
-            tree = tree.limit(n)
-            groups.append((n, every))
-        return tree, every
 
-    tree, _ = build(3)
-    return tree, groups
+def side_by_side(trees: list[Agent[Any, Any, Any]]) -> Agent[Any, Any, Any]:
+    """One ``|`` group of ``trees`` (the tree itself when there is one)."""
+    group = trees[0]
+    for tree in trees[1:]:
+        group = group | tree
+    return group
+
+
+#: Random ``|`` groups of up to five under random nested ``.limit(n)``, from
+#: the one tree strategy; up to five of them side by side, so that some
+#: trees have a few dozen leaves competing for the limits.
+limited_trees = st.lists(
+    agent_trees(max_leaves=16, leaves=counted(), kinds=("parallel", "limit_n"), max_width=5), min_size=1, max_size=5
+).map(side_by_side)
+
+
+def groups(tree: Agent[Any, Any, Any]) -> list[Group]:
+    """Each limit of ``tree`` and the calls of the leaves under it."""
+    return [
+        (node.n, [CALLS[leaf.name] for leaf in node.walk() if leaf.kind == "leaf"])
+        for node in tree.walk()
+        if isinstance(node, Limit)
+    ]
 
 
 @settings(max_examples=60, deadline=None)
-@given(limited_trees(), st.integers(1, 6))
-def test_nested_limits_always_hold(case: tuple[Agent[Any, Any, Any], list[Group]], run_limit: int) -> None:
-    tree, groups = case
-    peaks = [0] * len(groups)
+@given(limited_trees, st.integers(1, 6))
+def test_nested_limits_always_hold(tree: Agent[Any, Any, Any], run_limit: int) -> None:
+    limits = groups(tree)
+    peaks = [0] * len(limits)
 
     class Watch(trio.abc.Instrument):
         def before_task_step(self, task: trio.lowlevel.Task) -> None:
-            for i, (_, calls) in enumerate(groups):
+            for i, (_, calls) in enumerate(limits):
                 peaks[i] = max(peaks[i], sum(c.running for c in calls))
 
     async def main() -> None:
@@ -197,13 +211,13 @@ def test_nested_limits_always_hold(case: tuple[Agent[Any, Any, Any], list[Group]
         await run(tree, 0, max_concurrency=run_limit)
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
-    for i, (n, calls) in enumerate(groups):
+    for i, (n, calls) in enumerate(limits):
         assert peaks[i] <= n
         assert peaks[i] <= run_limit
         # with enough leaves and no tighter limit inside or above, the limit is reached
         tighter = any(
             m < n and ({id(c) for c in cs} <= {id(c) for c in calls} or {id(c) for c in calls} <= {id(c) for c in cs})
-            for j, (m, cs) in enumerate(groups)
+            for j, (m, cs) in enumerate(limits)
             if j != i
         )
         total_leaves = sum(1 for node in tree.walk() if not node.children())

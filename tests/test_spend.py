@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable
+from contextvars import ContextVar
 from fractions import Fraction
 from typing import Any
 
@@ -38,6 +40,7 @@ from combinators import (
     run_sync,
     trace_events,
 )
+from combinators.testing import agent_trees
 
 # --------------------------------------------------------------------------
 # Usage
@@ -341,6 +344,12 @@ class World:
     refusals: list[OverBudget] = attrs.Factory(list)
     violations: list[str] = attrs.Factory(list)
 
+    def budget(self, limit: float) -> Budget:
+        """A new budget of ``limit`` (cost), watched by :meth:`check`."""
+        b = Budget(Usage(cost=limit), name=f"b{len(self.budgets)}")
+        self.budgets.append(b)
+        return b
+
     def check(self, when: str) -> None:
         for b in self.budgets:
             for s, r, c in zip(b._spent, b._reserved, b._cap, strict=True):
@@ -349,59 +358,52 @@ class World:
 
 
 COSTS = st.sampled_from([0.0, 0.1, 0.2, 0.25, 0.3, 1.0, 1.5])
+LIMITS = st.sampled_from([0.0, 0.3, 1.0, 2.5])
+
+_names = itertools.count()
+
+
+#: The World of the example in progress: the budgets drawn join it, the leaves check it.
+_WORLD: ContextVar[World] = ContextVar("test_spend.world")
 
 
 @st.composite
-def spend_trees(draw: st.DrawFn, world: World) -> Agent[Any, Any, Any]:
-    counter = iter(range(1 << 30))
+def spending(draw: st.DrawFn) -> Agent[Any, Any, Any]:
+    """A leaf that declares a cost, charges its declaration, part of it or nothing, and checks the world's budgets."""
+    name = f"l{next(_names)}"
+    declared = Usage(calls=1, cost=draw(COSTS))
+    used = draw(st.none() | st.builds(lambda f: Usage(calls=1, cost=f * (declared.cost or 0)), st.sampled_from([0.0, 0.5, 1.0])))
+    delay = draw(st.integers(0, 3))
+    pattern = draw(st.lists(st.booleans(), min_size=1, max_size=3))
+    calls = iter(range(1 << 30))
 
-    @st.composite
-    def leaf(draw: st.DrawFn) -> Agent[Any, Any, Any]:
-        name = f"l{next(counter)}"
-        declared = Usage(calls=1, cost=draw(COSTS))
-        used = draw(st.none() | st.builds(lambda f: Usage(calls=1, cost=f * (declared.cost or 0)), st.sampled_from([0.0, 0.5, 1.0])))
-        delay = draw(st.integers(0, 3))
-        pattern = draw(st.lists(st.booleans(), min_size=1, max_size=3))
-        calls = iter(range(1 << 30))
+    async def body(x: Any) -> Result[Any, str]:
+        world = _WORLD.get()
+        world.check(f"{name} start")
+        if used is not None:
+            charge(used)
+        ok = pattern[next(calls) % len(pattern)]
+        world.started.append((tuple(world.budgets), used or declared))
+        await trio.sleep(delay)
+        world.check(f"{name} end")
+        return Success(x) if ok else Failure(name)
 
-        async def body(x: Any) -> Result[Any, str]:
-            world.check(f"{name} start")
-            if used is not None:
-                charge(used)
-            ok = pattern[next(calls) % len(pattern)]
-            world.started.append((tuple(world.budgets), used or declared))
-            await trio.sleep(delay)
-            world.check(f"{name} end")
-            return Success(x) if ok else Failure(name)
+    return agent(body).named(name).costs(declared)
 
-        return agent(body).named(name).costs(declared)
 
-    def budgeted(a: Agent[Any, Any, Any], limit: float) -> Agent[Any, Any, Any]:
-        b = Budget(Usage(cost=limit), name=f"b{len(world.budgets)}")
-        world.budgets.append(b)
-        return a.budget(b)
-
-    def extend(children: Any) -> Any:
-        return st.one_of(
-            st.builds(lambda a, b: a >> b, children, children),
-            st.builds(lambda a, b: a | b, children, children),
-            st.builds(lambda a, b: a.fallback(b), children, children),
-            st.builds(lambda a, b: first_success(a, b), children, children),
-            st.builds(lambda a, s: a.timeout(s), children, st.sampled_from([0.5, 1.5, 4.5])),
-            st.builds(lambda a, n: a.retry(n, backoff=Backoff(base=1)), children, st.integers(0, 2)),
-            st.builds(lambda a, n: pure(lambda x: [x] * n) >> collect(each(a)), children, st.integers(0, 3)),
-            st.builds(lambda a, n: pure(lambda x: [x] * n) >> each(a), children, st.integers(0, 3)),
-            st.builds(budgeted, children, st.sampled_from([0.0, 0.3, 1.0, 2.5])),
-        )
-
-    return draw(st.recursive(leaf(), extend, max_leaves=8))
+#: Trees from the one tree strategy with every kind that reserves or settles.
+spend_trees = agent_trees(
+    max_leaves=8,
+    leaves=spending(),
+    kinds=("then", "parallel", "fallback", "first_success", "collect", "timeout", "retry", "each", "budget"),
+    budgets=LIMITS.map(lambda limit: _WORLD.get().budget(limit)),
+)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data(), st.sampled_from([None, 0.5, 2.0, 5.0]), st.sampled_from([None, 2.0, 7.0]))
 def test_no_budget_is_ever_exceeded(data: st.DataObject, root_limit: float | None, cancel_at: float | None) -> None:
     world = World()
-    tree = data.draw(spend_trees(world))
     root = None
     if root_limit is not None:
         root = Budget(Usage(cost=root_limit), name="root")
@@ -409,7 +411,7 @@ def test_no_budget_is_ever_exceeded(data: st.DataObject, root_limit: float | Non
 
     rec = Recorder()
 
-    async def main() -> Result[Any, Any]:
+    async def main(tree: Agent[Any, Any, Any]) -> Result[Any, Any]:
         result: Result[Any, Any] = Failure("cancelled")
         with trio.move_on_after(cancel_at if cancel_at is not None else 1e9):
             if root is not None:
@@ -418,7 +420,12 @@ def test_no_budget_is_ever_exceeded(data: st.DataObject, root_limit: float | Non
                 result = await run(tree, 0, observer=rec)
         return result
 
-    result = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    token = _WORLD.set(world)
+    try:
+        tree = data.draw(spend_trees)
+        result = trio.run(main, tree, clock=trio.testing.MockClock(autojump_threshold=0))
+    finally:
+        _WORLD.reset(token)
     assert world.violations == []
     for b in world.budgets:
         assert b._reserved == [0] * len(b._reserved), "every reservation was settled"

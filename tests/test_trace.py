@@ -19,7 +19,7 @@ from returns.result import Failure, Result, Success
 from combinators import Agent, Backoff, Event, EventKind, Recorder, agent, combine, pure, run, trace_events, write_trace
 from combinators.otel import OtelObserver
 from combinators.testing import agent_trees, fake, run_virtual
-from observe_trees import Spec, trees
+from observe_trees import trees
 from test_observe import run_recorded
 
 
@@ -92,8 +92,8 @@ def check_viewer_nesting(lane: list[dict[str, Any]]) -> None:
 
 @settings(max_examples=150, deadline=None)
 @given(trees)
-def test_trace_of_a_generated_tree_validates_and_nests_like_the_tree(spec: Spec) -> None:
-    _, events, _, _, _ = run_recorded(spec)
+def test_trace_of_a_generated_tree_validates_and_nests_like_the_tree(tree: Agent[Any, Any, Any]) -> None:
+    _, events, _, _, _ = run_recorded(tree)
     trace = trace_events(events)
     xs = validate(trace)
     # One complete event per node run, with the run's times in microseconds.
