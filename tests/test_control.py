@@ -36,8 +36,8 @@ from combinators import (
     to_mermaid,
     when,
 )
-from combinators._control import Bind, Repeat, Switch, When
-from combinators._expr import Leaf, Then
+from combinators._control import Repeat, Switch, When
+from combinators._expr import Bind, Leaf, Then
 from combinators.testing import agent_trees
 
 ROOT = Path(__file__).resolve().parent.parent
